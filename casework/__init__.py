@@ -1,0 +1,1 @@
+"""casework package."""
