@@ -128,6 +128,8 @@ class ChainedAggregate(Aggregate):
         return cls._create(event_class, id=id_, **kwargs)
 
     def _record(self, event_class: type[Event], cause: Cause, /, **fields: Any) -> None:
+        if "branch_id" in event_class.__dataclass_fields__ and "branch_id" not in fields:
+            fields["branch_id"] = getattr(self, "branch_id")  # noqa: B009
         event_type = wire_name(self.STREAM, event_class)
         kwargs = self._envelope(self.id, self.version + 1, event_type, cause, self.last_hash, fields)
         self.trigger_event(event_class, **kwargs)

@@ -69,6 +69,12 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 PAUSE_ALLOWS = frozenset({"hand_over", "escalate", "resume", "locate_goods"})
 
 
+class BranchEvent(ChainedAggregate.Event):
+    """An event of a branch's stream; branch_id routes it (`complaint.verified.GZ01`)."""
+
+    branch_id: str
+
+
 class Complaint(ChainedAggregate):
     """A customer complaint (客户投诉). Written by intake only; read by escalation, rewards, audit."""
 
@@ -92,7 +98,7 @@ class Complaint(ChainedAggregate):
             c.owner_branch, c.owner = self.branch_id, None
             c.compensation, c.matched_report_id = None, None
 
-    class Verified(ChainedAggregate.Event):
+    class Verified(BranchEvent):
         verified_by: str
         summary: str
         customer_confirmed: bool
@@ -101,7 +107,7 @@ class Complaint(ChainedAggregate):
         def on(self, c: Any) -> None:
             c.status = "verified"
 
-    class HandedOver(ChainedAggregate.Event):
+    class HandedOver(BranchEvent):
         to: str
         to_branch: str
         note: str
@@ -109,7 +115,10 @@ class Complaint(ChainedAggregate):
         def on(self, c: Any) -> None:
             c.owner, c.owner_branch = self.to, self.to_branch
 
-    class Escalated(ChainedAggregate.Event):
+    class Escalated(BranchEvent):
+        case_ref: str
+        waybill_no: str
+        category: str
         level: str
         department: str
         region_id: str
@@ -118,7 +127,7 @@ class Complaint(ChainedAggregate):
         def on(self, c: Any) -> None:
             c.level = self.level
 
-    class Remediated(ChainedAggregate.Event):
+    class Remediated(BranchEvent):
         action: str
         remediated_by: str
         compensation: str | None
@@ -126,7 +135,7 @@ class Complaint(ChainedAggregate):
         def on(self, c: Any) -> None:
             c.status, c.compensation = "remediated", self.compensation
 
-    class Closed(ChainedAggregate.Event):
+    class Closed(BranchEvent):
         closed_by: str
         resolution: str
         customer_satisfied: bool
@@ -134,24 +143,24 @@ class Complaint(ChainedAggregate):
         def on(self, c: Any) -> None:
             c.status, c.awaiting = "closed", False
 
-    class Reopened(ChainedAggregate.Event):
+    class Reopened(BranchEvent):
         reason: str
 
         def on(self, c: Any) -> None:
             c.status = "reopened"
             c.reopened_count += 1
 
-    class AwaitingCustomer(ChainedAggregate.Event):
+    class AwaitingCustomer(BranchEvent):
         reason: str
 
         def on(self, c: Any) -> None:
             c.awaiting = True
 
-    class Resumed(ChainedAggregate.Event):
+    class Resumed(BranchEvent):
         def on(self, c: Any) -> None:
             c.awaiting = False
 
-    class GoodsLocated(ChainedAggregate.Event):
+    class GoodsLocated(BranchEvent):
         report_id: str
         reporting_branch: str
 
@@ -160,6 +169,8 @@ class Complaint(ChainedAggregate):
 
     if TYPE_CHECKING:
         branch_id: str
+        case_ref: str
+        waybill_no: str
         category: str
         status: str
         level: str | None
@@ -195,7 +206,9 @@ class Complaint(ChainedAggregate):
         self._check("escalate")
         if self.level is not None and LEVELS.index(level) <= LEVELS.index(self.level):
             raise LevelNotHigher(f"the case already stands at {self.level}; escalation only climbs")
-        self._record(self.Escalated, cause, level=level, department=department, region_id=region_id, reason=reason)
+        self._record(self.Escalated, cause, case_ref=self.case_ref, waybill_no=self.waybill_no,
+                     category=self.category, level=level, department=department, region_id=region_id,
+                     reason=reason)
 
     def remediate(self, cause: Cause, action: str, remediated_by: str, compensation: str | None) -> None:
         self._check("remediate")
@@ -252,7 +265,7 @@ class SurplusReport(ChainedAggregate):
             r.goods_name, r.window, r.clearance_date = self.goods_name, self.window, self.clearance_date
             r.reviewed = False
 
-    class Reviewed(ChainedAggregate.Event):
+    class Reviewed(BranchEvent):
         reviewer: str
         approved: bool
         reason: str

@@ -1,0 +1,248 @@
+"""The `casework` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import typer
+from rich.console import Console
+
+from casework.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="casework: complaint cases on RabbitMQ.")
+audit_app = typer.Typer(no_args_is_help=True, help="Replay a case's history; prove nothing was altered.")
+subscribe_app = typer.Typer(no_args_is_help=True, help="Tail what casework publishes.")
+app.add_typer(audit_app, name="audit")
+app.add_typer(subscribe_app, name="subscribe")
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as error:  # pydantic-settings validation
+        fail(f"configuration: {error}")
+        raise
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@app.command()
+def run(
+    only: Annotated[str, typer.Option(help="Comma-separated services: intake,escalation,rewards.")] = "intake,escalation,rewards",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run services until SIGINT/SIGTERM (then stop consuming and finish the current batch)."""
+    from casework.runtime import SERVICES, run as run_services
+
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SERVICES]
+    if unknown or not names:
+        fail(f"unknown service(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(SERVICES)}")
+    configure_logging(verbose)
+    config = settings()
+    try:
+        config.load_policy()
+    except ValueError as error:
+        fail(str(error))
+    asyncio.run(run_services(names, config))
+
+
+@app.command()
+def topology() -> None:
+    """Declare the exchanges, queues and bindings of the contract (idempotent)."""
+    from shared.broker import make_broker
+    from shared.topology import declare
+
+    async def go() -> None:
+        broker = make_broker(settings().amqp_url)
+        async with broker:
+            await broker.connect()
+            await declare(broker)
+
+    asyncio.run(go())
+    console.print("topology declared")
+
+
+def url_as(url: str, user: str | None, password: str | None) -> str:
+    """The broker URL, logged in as another user (whose name the broker then validates)."""
+    if not user:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{quote(user, safe='')}:{quote(password if password is not None else user, safe='')}@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@app.command()
+def publish(
+    routing_key: Annotated[str, typer.Argument(help="The command, e.g. complaint.receive.")],
+    body: Annotated[str, typer.Option("--json", help="The command body as JSON, or @FILE.")],
+    user: Annotated[str | None, typer.Option(help="Connect and speak as this RabbitMQ user.")] = None,
+    password: Annotated[str | None, typer.Option(envvar="CASEWORK_PASSWORD", help="Its password.")] = None,
+    message_id: Annotated[str | None, typer.Option(help="Idempotency key (default: a new UUID).")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the outcome and print it.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the outcome.")] = 30.0,
+) -> None:
+    """Publish one command with publisher confirms (and print its outcome with --wait)."""
+    import aio_pika
+
+    text = Path(body[1:]).read_text() if body.startswith("@") else body
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as error:
+        fail(f"--json is not JSON: {error}")
+    url = url_as(settings().amqp_url, user, password)
+    speaker = urlsplit(url).username or "guest"
+
+    async def go() -> int:
+        connection = await aio_pika.connect(url)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            reply = await channel.declare_queue(exclusive=True) if wait else None
+            exchange = await channel.get_exchange("casework.commands", ensure=False)
+            mid = message_id or str(uuid.uuid4())
+            await exchange.publish(aio_pika.Message(
+                text.encode(), message_id=mid, user_id=speaker, content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, reply_to=reply.name if reply else None,
+                correlation_id=mid, timestamp=None), routing_key=routing_key)
+            if reply is None:
+                console.print(f"published {routing_key} as {speaker} (message_id {mid})")
+                return 0
+            async with reply.iterator(timeout=timeout) as messages:
+                async for message in messages:
+                    await message.ack()
+                    outcome = json.loads(message.body)
+                    console.print_json(data=outcome)
+                    return 0 if outcome.get("status") in ("accepted", "duplicate") else 1
+            return 1
+
+    try:
+        code = asyncio.run(go())
+    except TimeoutError:
+        fail(f"no outcome within {timeout:.0f}s: is `casework run` running?", code=3)
+    except Exception as error:
+        fail(f"{type(error).__name__}: {error}", code=3)
+    raise typer.Exit(code)
+
+
+@app.command()
+def contract(
+    asyncapi: Annotated[bool, typer.Option("--asyncapi", help="Print the AsyncAPI document.")] = True,
+    output: Annotated[Path | None, typer.Option("-o", help="Write it to this file.")] = None,
+) -> None:
+    """The AsyncAPI document generated from the services' FastStream routers."""
+    from casework.asyncapi import asyncapi_document
+
+    document = json.dumps(asyncapi_document(), indent=2, ensure_ascii=False) + "\n"
+    if output:
+        output.write_text(document)
+        console.print(f"wrote {output}")
+    else:
+        sys.stdout.write(document)
+
+
+@audit_app.command("timeline")
+def audit_timeline(
+    case_id: Annotated[str, typer.Argument(help="The case's stream id (a UUID).")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every event of a stream, in order: when, who, what changed."""
+    from casework.audit import timeline
+
+    try:
+        stream = uuid.UUID(case_id)
+    except ValueError:
+        fail(f"{case_id!r} is not a case id (a UUID)")
+    config = settings()
+    rows = timeline(config.database_url, stream)
+    if not rows:
+        fail(f"no stream {case_id}", code=1)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2, default=str) + "\n")
+        return
+    render_timeline(rows)
+
+
+def render_timeline(rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"stream {rows[0]['stream_id']}")
+    for column in ("v", "event", "occurred", "recorded", "by", "details"):
+        table.add_column(column)
+    for row in rows:
+        details = ", ".join(f"{k}={v}" for k, v in row["fields"].items() if v not in (None, "", [], {}))
+        table.add_row(str(row["version"]), row["event"], row["occurred_at"][:19], row["recorded_at"][:19],
+                      f"{row['principal']} ({row['user_id']})", details[:120])
+    console.print(table)
+
+
+@subscribe_app.command("escalations")
+def subscribe_escalations(
+    binding: Annotated[str, typer.Argument(help="e.g. hq.warehousing, regional.south, branch.GZ01")],
+    queue: Annotated[str | None, typer.Option(help="Durable queue name (default casework.sub.<user>.<binding>).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    user: Annotated[str | None, typer.Option(help="Connect as this RabbitMQ user.")] = None,
+    password: Annotated[str | None, typer.Option(envvar="CASEWORK_PASSWORD")] = None,
+    limit: Annotated[int, typer.Option(help="Stop after this many notices (0: never).")] = 0,
+) -> None:
+    """Tail escalation notices from a durable named queue, so nothing is missed while offline."""
+    import aio_pika
+
+    url = url_as(settings().amqp_url, user, password)
+    who = urlsplit(url).username or "guest"
+    name = queue or f"casework.sub.{who}.{binding}"
+
+    async def go() -> None:
+        connection = await aio_pika.connect_robust(url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=100)
+            declared = await channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
+            await declared.bind("casework.escalations", routing_key=binding)
+            err.print(f"listening on {name} ({binding}); Ctrl-C to stop")
+            seen = 0
+            async with declared.iterator() as messages:
+                async for message in messages:
+                    notice = json.loads(message.body)
+                    if as_json:
+                        sys.stdout.write(json.dumps(notice, ensure_ascii=False) + "\n")
+                        sys.stdout.flush()
+                    else:
+                        reason = notice.get("reason")
+                        if isinstance(reason, dict):
+                            reason = f"{reason['stage']} overdue {reason['overdue_seconds']}s (due {reason['due_at']})"
+                        console.print(f"{notice.get('escalated_at', notice.get('warned_at', ''))[:19]} "
+                                      f"[bold]{message.routing_key}[/bold] case {notice.get('case_ref')} "
+                                      f"({notice.get('branch_id')}, {notice.get('category', '')}): {reason or ''}")
+                    await message.ack()
+                    seen += 1
+                    if limit and seen >= limit:
+                        return
+
+    try:
+        asyncio.run(go())
+    except KeyboardInterrupt:
+        pass
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,166 @@
+"""The intake consumer: check what the broker proved, parse, batch into the application, ack after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from faststream import AckPolicy
+from faststream.rabbit import Channel, RabbitBroker, RabbitMessage, RabbitRouter
+from pydantic import ValidationError
+
+from services.intake.application import IntakeApplication, Submission
+from services.intake.translate import dumps
+from shared.events import COMMANDS, MAX_BODY_BYTES, ErrorCode, Outcome, OutcomeError, parse_command
+from shared.topology import DEAD, EVENTS, INTAKE_QUEUE
+
+log = logging.getLogger("casework.intake")
+
+
+class Malformed(Exception):
+    """Raised when a message cannot be read as a command at all; it goes to casework.dead."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Pending:
+    submission: Submission
+    raw: aio_pika.IncomingMessage
+
+
+def read_submission(raw: aio_pika.IncomingMessage) -> Submission:
+    """Everything that makes a message unusable, checked before any store is touched."""
+    if len(raw.body) > MAX_BODY_BYTES:
+        raise Malformed(ErrorCode.TOO_LARGE, f"body is {len(raw.body)} bytes; the limit is {MAX_BODY_BYTES}")
+    key = raw.routing_key or ""
+    if key not in COMMANDS:
+        raise Malformed(ErrorCode.UNKNOWN_COMMAND, f"no command is called {key!r}")
+    if not raw.message_id:
+        raise Malformed(ErrorCode.MISSING_MESSAGE_ID, "message_id is required: it is the idempotency key")
+    try:
+        json.loads(raw.body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise Malformed(ErrorCode.NOT_JSON, f"body is not JSON: {error}") from None
+    try:
+        command = parse_command(key, raw.body)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()[:10])
+        raise Malformed(ErrorCode.SCHEMA_INVALID, problems) from None
+    return Submission(command=command, message_id=raw.message_id, user_id=raw.user_id or "",
+                      reply_to=raw.reply_to, correlation_id=raw.correlation_id, sent_at=raw.timestamp
+                      if raw.timestamp and raw.timestamp.tzinfo else None)
+
+
+class IntakeConsumer:
+    """Collects commands into batches; each batch is one transaction, acked only after it commits."""
+
+    def __init__(self, app: IntakeApplication, broker: RabbitBroker, batch_size: int = 200,
+                 on_commit: Callable[[], None] | None = None) -> None:
+        self.app = app
+        self.broker = broker
+        self.batch_size = batch_size
+        self.on_commit = on_commit
+        self.queue: asyncio.Queue[Pending] = asyncio.Queue()
+
+    async def receive(self, raw: aio_pika.IncomingMessage) -> None:
+        try:
+            submission = read_submission(raw)
+        except Malformed as error:
+            await self.dead_letter(raw, error.code, str(error))
+            return
+        if not submission.user_id:
+            await self.answer_unrecorded(raw, Outcome(
+                command_id=submission.message_id, command=submission.command.routing_key, status="rejected",
+                error=OutcomeError(code=ErrorCode.MISSING_USER_ID,
+                                   message="user_id is required; the broker validates it against your login")))
+            await safe_ack(raw)
+            return
+        await self.queue.put(Pending(submission, raw))
+
+    async def run(self) -> None:
+        """Take what has arrived (up to batch_size), record it, answer duplicates, ack."""
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < self.batch_size and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            outcomes = await self._submit_until_stored([p.submission for p in batch])
+            if self.on_commit:
+                self.on_commit()
+            for pending, outcome in zip(batch, outcomes, strict=True):
+                if outcome.status == "duplicate":
+                    await self.answer_unrecorded(pending.raw, outcome)
+            await asyncio.gather(*(safe_ack(p.raw) for p in batch))
+
+    async def _submit_until_stored(self, submissions: list[Submission]) -> list[Outcome]:
+        """An outage of the store never rejects or dead-letters a valid command: it waits."""
+        delay = 0.2
+        while True:
+            try:
+                return await asyncio.to_thread(self.app.submit, submissions)
+            except Exception as error:
+                log.warning("event store unavailable (%s: %s); holding %d commands and retrying in %.1fs",
+                            type(error).__name__, error, len(submissions), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def dead_letter(self, raw: aio_pika.IncomingMessage, code: ErrorCode, message: str) -> None:
+        log.info("dead-lettering %s (%s): %s", raw.message_id, code, message)
+        headers = {**(raw.headers or {}), "x-casework-error": json.dumps({"code": code.value, "message": message}),
+                   "x-casework-routing-key": raw.routing_key or ""}
+        await self.broker.publish(
+            raw.body, exchange=DEAD, routing_key=raw.routing_key or "", message_id=raw.message_id,
+            headers=headers, persist=True, content_type=raw.content_type, user_id=None,
+        )
+        if raw.user_id:
+            await self.answer_unrecorded(raw, Outcome(
+                command_id=raw.message_id or "", command=raw.routing_key, status="rejected",
+                error=OutcomeError(code=code, message=message)))
+        await safe_ack(raw)
+
+    async def answer_unrecorded(self, raw: aio_pika.IncomingMessage, outcome: Outcome) -> None:
+        """Answers that the log does not hold (duplicates, unreadable commands) go straight out."""
+        body = outcome.model_dump_json(exclude_none=True).encode()
+        user = raw.user_id or "anonymous"
+        await self.broker.publish(body, exchange=EVENTS, routing_key=f"command.{outcome.status}.{user}",
+                                  persist=True, content_type="application/json",
+                                  message_id=f"{outcome.command_id}:{outcome.status}:{time.time_ns()}")
+        if raw.reply_to:
+            await self.broker.publish(body, routing_key=raw.reply_to, correlation_id=raw.correlation_id,
+                                      content_type="application/json", persist=True)
+
+
+async def safe_ack(raw: aio_pika.IncomingMessage) -> None:
+    """After a broker restart the delivery tag is gone; the redelivery will be answered as a duplicate."""
+    with contextlib.suppress(aio_pika.exceptions.AMQPError, RuntimeError, ConnectionError):
+        await raw.ack()
+
+
+def build_router(consumer: IntakeConsumer, prefetch: int) -> RabbitRouter:
+    router = RabbitRouter()
+
+    @router.subscriber(INTAKE_QUEUE, ack_policy=AckPolicy.MANUAL, channel=Channel(prefetch_count=prefetch),
+                       decoder=raw_body, no_reply=True, title="casework.intake:commands")
+    async def on_command(body: bytes, message: RabbitMessage) -> None:
+        """Every command of the contract, from branch systems, HQ and the escalation service."""
+        await consumer.receive(message.raw_message)
+
+    return router
+
+
+async def raw_body(message: Any) -> bytes:
+    body: bytes = message.body
+    return body
+
+
+__all__ = ["IntakeConsumer", "Malformed", "build_router", "dumps", "read_submission"]

@@ -1,0 +1,192 @@
+"""The outbox relay: publishes every recorded event in notification order, then advances its position."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import aio_pika
+import psycopg
+from eventsourcing.persistence import Tracking
+from faststream.rabbit import RabbitBroker
+from pamqp.commands import Basic
+
+from services.intake.application import IntakeApplication
+from services.intake.translate import Outgoing, outgoing
+
+log = logging.getLogger("casework.relay")
+RELAY_NAME = "casework.relay"
+ADVISORY_KEY = 0x63617365776F726B  # "casework"
+
+
+STORE_KEYS = ("PERSISTENCE_MODULE", "SQLITE_DBNAME", "POSTGRES_DBNAME", "POSTGRES_HOST", "POSTGRES_PORT",
+              "POSTGRES_USER", "POSTGRES_PASSWORD")
+
+
+def store_settings(app: IntakeApplication) -> dict[str, str]:
+    return {key: value for key in STORE_KEYS if (value := app.env.get(key)) is not None}
+
+
+class RelayLock:
+    """Only one relay per store publishes; the others wait to take over."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self._pg: psycopg.Connection[Any] | None = None
+        self._file: IO[bytes] | None = None
+
+    def try_acquire(self) -> bool:
+        module = self.env.get("PERSISTENCE_MODULE", "")
+        if module.endswith("postgres"):
+            return self._try_postgres()
+        if module.endswith("sqlite"):
+            return self._try_file(Path(self.env["SQLITE_DBNAME"] + ".relay.lock"))
+        return True
+
+    def still_held(self) -> bool:
+        if self._pg is None:
+            return True
+        try:
+            self._pg.execute("SELECT 1")
+        except psycopg.Error:
+            self.release()
+            return False
+        return True
+
+    def _try_postgres(self) -> bool:
+        if self._pg is None or self._pg.closed:
+            e = self.env
+            self._pg = psycopg.connect(
+                dbname=e["POSTGRES_DBNAME"], host=e["POSTGRES_HOST"], port=e["POSTGRES_PORT"],
+                user=e["POSTGRES_USER"], password=e.get("POSTGRES_PASSWORD", ""), autocommit=True,
+                connect_timeout=5,
+            )
+        row = self._pg.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_KEY,)).fetchone()
+        return bool(row and row[0])
+
+    def _try_file(self, path: Path) -> bool:
+        if self._file is None:
+            self._file = path.open("wb")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._pg is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._pg.close()
+            self._pg = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class Relay:
+    """Follows the notification log; each page is published with confirms before its position is saved."""
+
+    def __init__(self, app: IntakeApplication, broker: RabbitBroker, page_size: int = 500,
+                 poll_seconds: float = 0.5, on_published: Callable[[int], None] | None = None) -> None:
+        self.app = app
+        self.broker = broker
+        self.page_size = page_size
+        self.poll_seconds = poll_seconds
+        self.wakeup = asyncio.Event()
+        self.tracking = app.factory.tracking_recorder()
+        self.lock = RelayLock(store_settings(app))
+        self.on_published = on_published
+        self.position = 0
+
+    def poke(self) -> None:
+        """New events were committed in this process: look now rather than at the next poll."""
+        self.wakeup.set()
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen())
+        try:
+            await self._lead()
+        finally:
+            listener.cancel()
+            self.lock.release()
+
+    async def _lead(self) -> None:
+        while not await asyncio.to_thread(self._try_lock):
+            await asyncio.sleep(1.0)
+        log.info("relay holds the lock; publishing from position %s", self.position)
+        while True:
+            try:
+                published = await self.publish_pending()
+            except (aio_pika.exceptions.AMQPError, ConnectionError, OSError, RuntimeError,
+                    asyncio.TimeoutError) as error:
+                log.warning("relay cannot publish (%s); retrying", error)
+                await asyncio.sleep(1.0)
+                continue
+            except Exception as error:  # the store is down: wait for it, never skip
+                log.warning("relay cannot read the store (%s); retrying", error)
+                await asyncio.sleep(1.0)
+                continue
+            if published:
+                continue
+            self.wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), self.poll_seconds)
+
+    def _try_lock(self) -> bool:
+        if not self.lock.try_acquire():
+            return False
+        self.position = self.tracking.max_tracking_id(RELAY_NAME) or 0
+        return True
+
+    async def publish_pending(self) -> int:
+        """Publish one page after the saved position; returns how many events it carried."""
+        notifications = await asyncio.to_thread(
+            self.app.recorder.select_notifications, self.position + 1, self.page_size)
+        if not notifications:
+            return 0
+        messages: list[Outgoing] = []
+        for notification in notifications:
+            event = self.app.mapper.to_domain_event(notification)
+            messages.extend(outgoing(event, notification.id))
+        await asyncio.gather(*(self._publish(m) for m in messages))
+        last = notifications[-1].id
+        await asyncio.to_thread(self.tracking.insert_tracking, Tracking(RELAY_NAME, last))
+        self.position = last
+        if self.on_published:
+            self.on_published(last)
+        return len(notifications)
+
+    async def _publish(self, message: Outgoing) -> None:
+        confirm = await self.broker.publish(
+            message.body, exchange=message.exchange or None, routing_key=message.routing_key,
+            message_id=message.message_id, headers=message.headers, persist=True,
+            content_type="application/json", correlation_id=message.correlation_id,
+            mandatory=bool(message.exchange),
+        )
+        if isinstance(confirm, Basic.Nack):
+            raise RuntimeError(f"broker refused {message.message_id} on {message.routing_key}")
+
+    async def _listen(self) -> None:
+        """On PostgreSQL, LISTEN for commits of any intake process."""
+        env = self.lock.env
+        if not env.get("PERSISTENCE_MODULE", "").endswith("postgres"):
+            return
+        channel = f"{self.app.name.lower()}_events"
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
+                    user=env["POSTGRES_USER"], password=env.get("POSTGRES_PASSWORD", ""), autocommit=True,
+                    connect_timeout=5)
+                async with conn:
+                    await conn.execute(f'LISTEN "{channel}"')
+                    async for _ in conn.notifies():
+                        self.wakeup.set()
+            except psycopg.Error as error:
+                log.info("relay LISTEN connection lost (%s); polling until it is back", error)
+                await asyncio.sleep(1.0)

@@ -1,0 +1,94 @@
+"""Recorded domain events -> the messages of the contract; the only module that knows both."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from services.intake.domain import CommandRecord, Complaint, Period, SurplusReport
+from shared.chain import ChainedAggregate, own_fields, wire_name
+from shared.events import EscalationNotice, Outcome, OutcomeError
+
+STREAMS: dict[str, type[ChainedAggregate]] = {
+    "Complaint": Complaint, "SurplusReport": SurplusReport, "Period": Period, "CommandRecord": CommandRecord,
+}
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to publish: where, with which key and id, and the JSON body."""
+
+    exchange: str
+    routing_key: str
+    message_id: str
+    body: bytes
+    headers: dict[str, Any] = field(default_factory=dict)
+    correlation_id: str | None = None
+
+
+def event_type(event: Any) -> str:
+    aggregate = STREAMS[type(event).__qualname__.split(".")[0]]
+    return wire_name(aggregate.STREAM, type(event))
+
+
+def dumps(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def event_body(event: Any) -> dict[str, Any]:
+    """The contract's envelope followed by the event's own fields."""
+    return {
+        "schema_version": 1,
+        "stream_id": str(event.originator_id),
+        "version": event.originator_version,
+        "event": event_type(event),
+        "occurred_at": event.occurred_at.isoformat(),
+        "recorded_at": event.timestamp.isoformat(),
+        "branch_id": getattr(event, "branch_id", "HQ"),
+        "hash": event.hash,
+        "prev_hash": event.prev_hash,
+        **{k: v for k, v in own_fields(event).items() if k != "branch_id"},
+    }
+
+
+def outgoing(event: Any, position: int) -> list[Outgoing]:
+    """What the relay publishes for one recorded event (outcomes for command records)."""
+    message_id = f"{event.originator_id}:{event.originator_version}"
+    headers = {"x-casework-position": position, "x-casework-stream": str(event.originator_id),
+               "x-casework-version": event.originator_version}
+    if isinstance(event, CommandRecord.Processed):
+        return outcome_messages(event, message_id, headers)
+    body = event_body(event)
+    messages = [Outgoing("casework.events", f"{body['event']}.{body['branch_id']}", message_id, dumps(body), headers)]
+    if isinstance(event, Complaint.Escalated):
+        messages.append(escalation_notice(event, message_id, headers))
+    return messages
+
+
+def outcome_messages(event: Any, message_id: str, headers: dict[str, Any]) -> list[Outgoing]:
+    error = OutcomeError(code=event.error_code, message=event.error_message) if event.error_code else None
+    outcome = Outcome(command_id=event.command_id, command=event.routing_key, status=event.status,
+                      stream_id=UUID(event.stream_id) if event.stream_id else None, version=event.version,
+                      error=error)
+    body = outcome.model_dump_json(exclude_none=True).encode()
+    messages = [Outgoing("casework.events", f"command.{event.status}.{event.user_id}", message_id, body, headers)]
+    if event.reply_to:
+        messages.append(Outgoing("", event.reply_to, message_id, body, headers, event.correlation_id))
+    return messages
+
+
+def escalation_routing_key(level: str, branch_id: str, region_id: str, department: str) -> str:
+    return {"branch": f"branch.{branch_id}", "regional": f"regional.{region_id}", "hq": f"hq.{department}"}[level]
+
+
+def escalation_notice(event: Any, message_id: str, headers: dict[str, Any]) -> Outgoing:
+    notice = EscalationNotice(
+        case_id=event.originator_id, case_ref=event.case_ref, branch_id=event.branch_id,
+        region_id=event.region_id, department=event.department, level=event.level,
+        category=event.category, waybill_no=event.waybill_no, reason=event.reason,
+        escalated_at=event.timestamp,
+    )
+    key = escalation_routing_key(event.level, event.branch_id, event.region_id, event.department)
+    return Outgoing("casework.escalations", key, message_id, notice.model_dump_json().encode(), headers)
