@@ -17,9 +17,7 @@ from rich.console import Console
 from casework.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="casework: complaint cases on RabbitMQ.")
-audit_app = typer.Typer(no_args_is_help=True, help="Replay a case's history; prove nothing was altered.")
 subscribe_app = typer.Typer(no_args_is_help=True, help="Tail what casework publishes.")
-app.add_typer(audit_app, name="audit")
 app.add_typer(subscribe_app, name="subscribe")
 console = Console()
 err = Console(stderr=True)
@@ -160,41 +158,6 @@ def contract(
         sys.stdout.write(document)
 
 
-@audit_app.command("timeline")
-def audit_timeline(
-    case_id: Annotated[str, typer.Argument(help="The case's stream id (a UUID).")],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Every event of a stream, in order: when, who, what changed."""
-    from casework.audit import timeline
-
-    try:
-        stream = uuid.UUID(case_id)
-    except ValueError:
-        fail(f"{case_id!r} is not a case id (a UUID)")
-    config = settings()
-    rows = timeline(config.database_url, stream)
-    if not rows:
-        fail(f"no stream {case_id}", code=1)
-    if as_json:
-        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2, default=str) + "\n")
-        return
-    render_timeline(rows)
-
-
-def render_timeline(rows: list[dict[str, Any]]) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"stream {rows[0]['stream_id']}")
-    for column in ("v", "event", "occurred", "recorded", "by", "details"):
-        table.add_column(column)
-    for row in rows:
-        details = ", ".join(f"{k}={v}" for k, v in row["fields"].items() if v not in (None, "", [], {}))
-        table.add_row(str(row["version"]), row["event"], row["occurred_at"][:19], row["recorded_at"][:19],
-                      f"{row['principal']} ({row['user_id']})", details[:120])
-    console.print(table)
-
-
 @subscribe_app.command("escalations")
 def subscribe_escalations(
     binding: Annotated[str, typer.Argument(help="e.g. hq.warehousing, regional.south, branch.GZ01")],
@@ -244,5 +207,17 @@ def subscribe_escalations(
         pass
 
 
+def mount() -> None:
+    """Each part of the product brings its own sub-commands."""
+    from casework.audit_cli import audit_app
+    from services.escalation.cli import escalation_app
+    from services.rewards.cli import rewards_app
+
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(escalation_app, name="escalation")
+    app.add_typer(rewards_app, name="rewards")
+
+
 def main() -> None:
+    mount()
     app()

@@ -1,0 +1,150 @@
+"""Run casework services in the test's event loop and talk to them over real RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
+
+import aio_pika
+
+from casework.settings import Settings
+from shared.policy import Policy, load_policy
+
+
+def complaint_body(branch_id: str = "GZ01", case_ref: str | None = None, category: str = "shortage",
+                   **extra: Any) -> dict[str, Any]:
+    return {
+        "branch_id": branch_id,
+        "case_ref": case_ref or f"C-{uuid.uuid4().hex[:8]}",
+        "waybill_no": "WB123456",
+        "category": category,
+        "customer": {"name": "李小姐", "phone": "13800000000"},
+        "description": "Three cartons short on delivery",
+        **extra,
+    }
+
+
+@contextlib.asynccontextmanager
+async def running(service_factory: Callable[[], Any]) -> AsyncIterator[Any]:
+    """Start a service (anything with `async run(stopping)`); stop it gracefully on exit."""
+    service = service_factory()
+    stopping = asyncio.Event()
+    task = asyncio.create_task(service.run(stopping))
+    await asyncio.sleep(0)
+    try:
+        yield service
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, 30)
+
+
+def intake_service(amqp_url: str, database_url: str, policy: Policy | None = None,
+                   clock: Callable[[], datetime] | None = None, **settings: Any) -> Callable[[], Any]:
+    from services.intake.application import utc_now
+    from services.intake.main import IntakeService
+
+    config = Settings(amqp_url=amqp_url, database_url=database_url, **settings)
+    return lambda: IntakeService(config, policy or load_policy(), clock=clock or utc_now)
+
+
+class Client:
+    """A branch system or HQ subscriber: publishes commands as a user, collects what comes back."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self.channel: aio_pika.abc.AbstractChannel | None = None
+        self.user = ""
+
+    async def __aenter__(self) -> Client:
+        from urllib.parse import urlsplit
+
+        self.user = urlsplit(self.url).username or "guest"
+        self.connection = await aio_pika.connect_robust(self.url)
+        self.channel = await self.connection.channel(publisher_confirms=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.connection:
+            await self.connection.close()
+
+    async def declare_topology(self) -> None:
+        from shared.broker import make_broker
+        from shared.topology import declare
+
+        broker = make_broker(self.url)
+        await broker.connect()
+        await declare(broker)
+        await broker.stop()
+
+    async def publish(self, routing_key: str, body: dict[str, Any] | bytes, message_id: str | None = None,
+                      user_id: str | None = "self", reply_to: str | None = None, **properties: Any) -> str:
+        assert self.channel is not None
+        mid = message_id or str(uuid.uuid4())
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        exchange = await self.channel.get_exchange("casework.commands", ensure=False)
+        await exchange.publish(aio_pika.Message(
+            payload, message_id=mid, user_id=self.user if user_id == "self" else user_id,
+            content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            reply_to=reply_to, correlation_id=mid, **properties), routing_key=routing_key)
+        return mid
+
+    async def tap(self, exchange: str, *keys: str) -> Tap:
+        """A server-named queue bound now, so everything published from here on is seen."""
+        assert self.channel is not None
+        queue = await self.channel.declare_queue(exclusive=True)
+        for key in keys:
+            await queue.bind(exchange, routing_key=key)
+        return Tap(queue)
+
+
+class Tap:
+    """Messages collected from one queue, with waits that fail clearly instead of hanging."""
+
+    def __init__(self, queue: aio_pika.abc.AbstractQueue) -> None:
+        self.queue = queue
+        self.messages: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+    async def collect(self, count: int, timeout: float = 20.0) -> list[aio_pika.abc.AbstractIncomingMessage]:
+        """Wait until `count` messages have arrived in all (raises TimeoutError with what came)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.messages) < count:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError(f"expected {count} messages, got {len(self.messages)}: "
+                                   f"{[m.routing_key for m in self.messages]}")
+            message = await self.queue.get(fail=False, no_ack=True)
+            if message is None:
+                await asyncio.sleep(0.02)
+                continue
+            self.messages.append(message)
+        return self.messages
+
+    async def settle(self, quiet: float = 1.0) -> list[aio_pika.abc.AbstractIncomingMessage]:
+        """Collect until nothing new arrives for `quiet` seconds (to prove there is no extra)."""
+        while True:
+            message = await self.queue.get(fail=False, no_ack=True)
+            if message is None:
+                await asyncio.sleep(quiet)
+                message = await self.queue.get(fail=False, no_ack=True)
+                if message is None:
+                    return self.messages
+            self.messages.append(message)
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(m.body) for m in self.messages]
+
+    async def outcome_for(self, message_id: str, timeout: float = 20.0) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for body in self.bodies():
+                if body.get("command_id") == message_id:
+                    return body
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"no outcome for {message_id}")
+            await self.collect(len(self.messages) + 1, timeout=max(0.1, deadline - asyncio.get_running_loop().time()))
