@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import typer
@@ -43,11 +44,12 @@ def configure_logging(verbose: bool) -> None:
 
 @app.command()
 def run(
-    only: Annotated[str, typer.Option(help="Comma-separated services: intake,escalation,rewards.")] = "intake,escalation,rewards",
+    only: Annotated[str, typer.Option(help="Comma-separated services.")] = "intake,escalation,rewards",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run services until SIGINT/SIGTERM (then stop consuming and finish the current batch)."""
-    from casework.runtime import SERVICES, run as run_services
+    from casework.runtime import SERVICES
+    from casework.runtime import run as run_services
 
     names = [n.strip() for n in only.split(",") if n.strip()]
     unknown = [n for n in names if n not in SERVICES]
@@ -161,7 +163,7 @@ def contract(
 @subscribe_app.command("escalations")
 def subscribe_escalations(
     binding: Annotated[str, typer.Argument(help="e.g. hq.warehousing, regional.south, branch.GZ01")],
-    queue: Annotated[str | None, typer.Option(help="Durable queue name (default casework.sub.<user>.<binding>).")] = None,
+    queue: Annotated[str | None, typer.Option(help="Durable queue (default casework.sub.<user>.<binding>).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     user: Annotated[str | None, typer.Option(help="Connect as this RabbitMQ user.")] = None,
     password: Annotated[str | None, typer.Option(envvar="CASEWORK_PASSWORD")] = None,
@@ -201,10 +203,8 @@ def subscribe_escalations(
                     if limit and seen >= limit:
                         return
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(go())
-    except KeyboardInterrupt:
-        pass
 
 
 def mount() -> None:

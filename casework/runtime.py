@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import signal
 from typing import Protocol
@@ -18,20 +19,13 @@ class Service(Protocol):
 
 
 def build(name: str, settings: Settings) -> Service:
-    policy = settings.load_policy()
-    if name == "intake":
-        from services.intake.main import IntakeService
-
-        return IntakeService(settings, policy)
-    if name == "escalation":
-        from services.escalation.main import EscalationService
-
-        return EscalationService(settings, policy)
-    if name == "rewards":
-        from services.rewards.main import RewardsService
-
-        return RewardsService(settings, policy)
-    raise ValueError(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
+    """Import only what the chosen services need."""
+    if name not in SERVICES:
+        raise ValueError(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
+    module = importlib.import_module(f"services.{name}.main")
+    factory = getattr(module, f"{name.capitalize()}Service")
+    service: Service = factory(settings, settings.load_policy())
+    return service
 
 
 async def run(names: list[str], settings: Settings) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit.schemas.queue import QuorumQueueArgs
 
 DELIVERY_LIMIT = 20
-DEAD_LETTERING = {
+DEAD_LETTERING: QuorumQueueArgs = {
     "x-delivery-limit": DELIVERY_LIMIT,
     "x-dead-letter-exchange": "casework.dead",
     "x-dead-letter-strategy": "at-least-once",
@@ -18,11 +19,11 @@ ESCALATIONS = RabbitExchange("casework.escalations", type=ExchangeType.TOPIC, du
 DEAD = RabbitExchange("casework.dead", type=ExchangeType.FANOUT, durable=True)
 
 INTAKE_QUEUE = RabbitQueue("casework.intake", durable=True, queue_type=QueueType.QUORUM,
-                           arguments=DEAD_LETTERING, routing_key="#")  # type: ignore[arg-type]
+                           arguments=DEAD_LETTERING, routing_key="#")
 ESCALATION_QUEUE = RabbitQueue("casework.escalation", durable=True, queue_type=QueueType.QUORUM,
-                               arguments=DEAD_LETTERING, routing_key="complaint.#")  # type: ignore[arg-type]
+                               arguments=DEAD_LETTERING, routing_key="complaint.#")
 REWARDS_QUEUE = RabbitQueue("casework.rewards", durable=True, queue_type=QueueType.QUORUM,
-                            arguments=DEAD_LETTERING, routing_key="surplus.#")  # type: ignore[arg-type]
+                            arguments=DEAD_LETTERING, routing_key="surplus.#")
 DEAD_QUEUE = RabbitQueue("casework.dead", durable=True, queue_type=QueueType.QUORUM)
 
 # The rewards service also follows complaints (to learn of matched shortages) and periods.

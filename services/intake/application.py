@@ -12,7 +12,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
-from services.intake.authorise import Actor, authorise_case, check_role, Forbidden
+from services.intake.authorise import Actor, Forbidden, authorise_case, check_role
 from services.intake.domain import (
     CommandRecord,
     Complaint,
@@ -26,7 +26,8 @@ from services.intake.domain import (
 )
 from services.intake.periods import period_after, period_of, validate_period
 from shared.chain import Cause, ChainedAggregate
-from shared.events import Outcome, OutcomeError, commands as c
+from shared.events import Outcome, OutcomeError
+from shared.events import commands as c
 from shared.policy import Policy
 from shared.store import eventsourcing_env
 
@@ -61,7 +62,7 @@ class Batch:
         if stream_id in self.touched:
             return self.touched[stream_id]
         try:
-            aggregate = self.app.repository.get(stream_id)
+            aggregate: ChainedAggregate = self.app.repository.get(stream_id)
         except AggregateNotFoundError:
             return None
         self.touched[stream_id] = aggregate
@@ -89,7 +90,7 @@ class IntakeApplication(Application[UUID]):
             return self._submit_once(submissions)
         except IntegrityError:
             if len(submissions) == 1:
-                return self._submit_retrying(submissions[0])
+                return [self._submit_retrying(submissions[0])]
         # Another writer touched one of the streams: take the commands one at a time.
         return [self._submit_retrying(s) for s in submissions]
 
@@ -298,7 +299,7 @@ class IntakeApplication(Application[UUID]):
             period = Period.open(cause, cmd.period)
             batch.add(period)
         period.decide(cause, cmd.decided_by)
-        return period.id  # type: ignore[no-any-return]
+        return period.id
 
     def _rewards_settle_period(self, batch: Batch, actor: Actor, cause: Cause,
                                cmd: c.RewardsSettlePeriod) -> UUID:

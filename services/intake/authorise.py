@@ -11,13 +11,13 @@ from shared.policy import Policy
 class Forbidden(DomainError):
     """Raised when the speaking principal may not issue this command."""
 
-    code = "forbidden"
+    default_code = "forbidden"
 
 
 class NotYourBranch(DomainError):
     """Raised when a branch acts for another branch or on another branch's case."""
 
-    code = "not_your_branch"
+    default_code = "not_your_branch"
 
 
 class Actor:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from services.intake.application import IntakeApplication, Submission
 from services.intake.translate import dumps
 from shared.events import COMMANDS, MAX_BODY_BYTES, ErrorCode, Outcome, OutcomeError, parse_command
+from shared.faults import crash_point
 from shared.topology import DEAD, EVENTS, INTAKE_QUEUE
 
 log = logging.getLogger("casework.intake")
@@ -95,6 +96,7 @@ class IntakeConsumer:
             while len(batch) < self.batch_size and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             outcomes = await self._submit_until_stored([p.submission for p in batch])
+            crash_point("intake_before_ack")
             if self.on_commit:
                 self.on_commit()
             for pending, outcome in zip(batch, outcomes, strict=True):

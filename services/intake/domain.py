@@ -31,24 +31,23 @@ def command_record_id(user_id: str, message_id: str) -> UUID:
 class DomainError(Exception):
     """Raised when a well-formed command breaks a rule; carries a stable code."""
 
-    code: ClassVar[str] = "rejected"
+    default_code: ClassVar[str] = "rejected"
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
-        if code:
-            self.code = code
+        self.code: str = code or self.default_code
 
 
 class InvalidTransition(DomainError):
     """Raised when a command does not apply to the case in its current state."""
 
-    code = "invalid_transition"
+    default_code = "invalid_transition"
 
 
 class LevelNotHigher(DomainError):
     """Raised when an escalation would not move the case up the ladder."""
 
-    code = "level_not_higher"
+    default_code = "level_not_higher"
 
 
 # The complaint lifecycle, as one table: command -> the states it may be applied in.
@@ -191,9 +190,12 @@ class Complaint(ChainedAggregate):
         if self.status not in TRANSITIONS[command]:
             raise InvalidTransition(f"cannot {command.replace('_', ' ')} a case that is {self.status}")
         if self.awaiting and command not in PAUSE_ALLOWS:
-            raise InvalidTransition(f"the case is awaiting the customer; resume it before you {command.replace('_', ' ')}")
+            action = command.replace("_", " ")
+            raise InvalidTransition(f"the case is awaiting the customer; resume it before you {action}")
 
-    def verify(self, cause: Cause, verified_by: str, summary: str, customer_confirmed: bool, cause_found: str | None) -> None:
+    def verify(
+        self, cause: Cause, verified_by: str, summary: str, customer_confirmed: bool, cause_found: str | None
+    ) -> None:
         self._check("verify")
         self._record(self.Verified, cause, verified_by=verified_by, summary=summary,
                      customer_confirmed=customer_confirmed, cause=cause_found)

@@ -18,6 +18,7 @@ from pamqp.commands import Basic
 
 from services.intake.application import IntakeApplication
 from services.intake.translate import Outgoing, outgoing
+from shared.faults import crash_point
 
 log = logging.getLogger("casework.relay")
 RELAY_NAME = "casework.relay"
@@ -122,8 +123,7 @@ class Relay:
         while True:
             try:
                 published = await self.publish_pending()
-            except (aio_pika.exceptions.AMQPError, ConnectionError, OSError, RuntimeError,
-                    asyncio.TimeoutError) as error:
+            except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, OSError, RuntimeError) as error:
                 log.warning("relay cannot publish (%s); retrying", error)
                 await asyncio.sleep(1.0)
                 continue
@@ -154,6 +154,7 @@ class Relay:
             event = self.app.mapper.to_domain_event(notification)
             messages.extend(outgoing(event, notification.id))
         await asyncio.gather(*(self._publish(m) for m in messages))
+        crash_point("relay_after_publish")
         last = notifications[-1].id
         await asyncio.to_thread(self.tracking.insert_tracking, Tracking(RELAY_NAME, last))
         self.position = last

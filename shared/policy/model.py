@@ -91,7 +91,7 @@ class Sla(Strict):
     categories: dict[str, StageDeadlines] = {}
     ladder_step: Duration = timedelta(hours=4)
     warning_at: Annotated[float, Field(gt=0, lt=1)] = 0.8
-    departments: dict[str, str] = {category: "customer_service" for category in CATEGORIES}
+    departments: dict[str, str] = dict.fromkeys(CATEGORIES, "customer_service")
 
     @field_validator("categories", "departments")
     @classmethod
@@ -139,11 +139,11 @@ class Policy(Strict):
         org = self.organisation
         for user, principal in self.users.items():
             kind, _, name = principal.partition(":")
-            known = {
-                "branch": org.branches,
-                "hq": org.departments,
-                "regional": org.regions,
-                "service": {"escalation": 1, "rewards": 1, "intake": 1},
+            known: dict[str, set[str]] = {
+                "branch": set(org.branches),
+                "hq": set(org.departments),
+                "regional": set(org.regions),
+                "service": {"escalation", "rewards", "intake"},
             }
             if principal == "admin":
                 continue

@@ -1,0 +1,154 @@
+"""Intake's rules: idempotency, identity, authorisation and the surplus review, on the application."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from services.intake.application import IntakeApplication
+from shared.policy import load_policy
+from tests.unit.commands import act, receive, send, submission
+
+POLICY = load_policy()
+
+
+@pytest.fixture
+def app() -> IntakeApplication:
+    return IntakeApplication(POLICY, "memory:")
+
+
+def code(outcome: Any) -> str | None:
+    return outcome.error.code if outcome.error else None
+
+
+def test_same_message_id_twice_records_once_and_answers_duplicate(app: IntakeApplication) -> None:
+    first = send(app, "complaint.receive", {
+        "branch_id": "GZ01", "case_ref": "D1", "waybill_no": "W", "category": "damage",
+        "customer": {"name": "A", "phone": "123456"}, "description": "dented"}, message_id="dup-1")
+    again = send(app, "complaint.receive", {
+        "branch_id": "GZ01", "case_ref": "D1", "waybill_no": "W", "category": "damage",
+        "customer": {"name": "A", "phone": "123456"}, "description": "dented"}, message_id="dup-1")
+    assert (first.status, again.status, again.original_status) == ("accepted", "duplicate", "accepted")
+    assert len(list(app.events.get(first.stream_id))) == 1
+
+
+def test_duplicate_within_one_batch(app: IntakeApplication) -> None:
+    body = {"branch_id": "GZ01", "case_ref": "B1", "waybill_no": "W", "category": "damage",
+            "customer": {"name": "A", "phone": "123456"}, "description": "dented"}
+    outcomes = app.submit([submission("complaint.receive", body, message_id="x"),
+                           submission("complaint.receive", body, message_id="x")])
+    assert [o.status for o in outcomes] == ["accepted", "duplicate"]
+
+
+def test_same_message_id_from_another_user_is_another_command(app: IntakeApplication) -> None:
+    outcome = receive(app, "R1")
+    other = send(app, "complaint.verify", {"case_id": str(outcome.stream_id), "verified_by": "x",
+                                           "summary": "s", "customer_confirmed": True},
+                 user="branch-SZ02", message_id="m-shared")
+    mine = send(app, "complaint.verify", {"case_id": str(outcome.stream_id), "verified_by": "x",
+                                          "summary": "s", "customer_confirmed": True},
+                user="branch-GZ01", message_id="m-shared")
+    assert (code(other), mine.status) == ("not_your_branch", "accepted")
+
+
+def test_same_case_ref_under_two_message_ids_is_one_stream(app: IntakeApplication) -> None:
+    first, second = receive(app, "SAME"), receive(app, "SAME")
+    assert first.stream_id == second.stream_id
+    assert code(second) == "case_exists"
+
+
+def test_branch_cannot_act_for_another_branch(app: IntakeApplication) -> None:
+    assert code(receive(app, "X", branch="GZ01", user="branch-SZ02")) == "not_your_branch"
+    case_id = receive(app, "Y").stream_id
+    assert code(act(app, "verify", case_id, user="branch-SZ02")) == "not_your_branch"
+
+
+def test_unknown_user_and_unknown_branch_are_rejected(app: IntakeApplication) -> None:
+    assert code(receive(app, "Z", user="somebody")) == "unknown_user"
+    assert code(receive(app, "Z", branch="XX99", user="admin")) == "unknown_branch"
+
+
+def test_handed_over_case_can_be_worked_by_the_other_branch(app: IntakeApplication) -> None:
+    case_id = receive(app, "H").stream_id
+    assert act(app, "verify", case_id, user="branch-SZ02").status == "rejected"
+    assert act(app, "hand_over", case_id, to_branch="SZ02").status == "accepted"
+    assert act(app, "verify", case_id, user="branch-SZ02").status == "accepted"
+    assert code(act(app, "verify", case_id, user="branch-SH01")) == "not_your_branch"
+
+
+def test_only_escalation_service_branch_or_admin_escalate(app: IntakeApplication) -> None:
+    case_id = receive(app, "E").stream_id
+    assert code(act(app, "escalate", case_id, user="hq-warehousing")) == "forbidden"
+    assert act(app, "escalate", case_id, user="svc-escalation", level="branch").status == "accepted"
+    assert act(app, "escalate", case_id, user="admin", level="regional").status == "accepted"
+
+
+def test_hq_department_acts_once_the_case_reached_it(app: IntakeApplication) -> None:
+    case_id = receive(app, "Q", category="shortage").stream_id
+    act(app, "verify", case_id)
+    assert code(act(app, "remediate", case_id, user="hq-warehousing")) == "forbidden"
+    act(app, "escalate", case_id, user="svc-escalation", level="hq")
+    assert code(act(app, "remediate", case_id, user="hq-claims")) == "forbidden"
+    assert act(app, "remediate", case_id, user="hq-warehousing").status == "accepted"
+
+
+def report(app: IntakeApplication, ref: str = "S1", branch: str = "GZ01", **extra: Any) -> Any:
+    body = {"branch_id": branch, "report_ref": ref, "reported_by": "陈", "goods_name": "电饭煲",
+            "window": "W3", "clearance_date": "2026-11-20", "inspected_with": ["site manager", "porter"],
+            "photos": ["photo://1"], "resealed": True, **extra}
+    return send(app, "surplus.report", body, user=f"branch-{branch}")
+
+
+def review(app: IntakeApplication, report_id: Any, user: str = "hq-warehousing", **extra: Any) -> Any:
+    body = {"report_id": str(report_id), "reviewer": "赵", "approved": True, "reason": "reported in time", **extra}
+    return send(app, "surplus.review", body, user=user)
+
+
+def test_surplus_report_requires_resealing(app: IntakeApplication) -> None:
+    assert code(report(app, resealed=False)) == "evidence_incomplete"
+    assert code(report(app, photos=[])) == "evidence_incomplete"
+    assert report(app).status == "accepted"
+
+
+def test_review_rules(app: IntakeApplication) -> None:
+    report_id = report(app).stream_id
+    shortage = receive(app, "SH", branch="SZ02").stream_id
+    damage = receive(app, "DM", branch="SZ02", category="damage").stream_id
+    assert code(review(app, report_id, user="branch-GZ01")) == "forbidden"
+    half = [{"branch_id": "SZ02", "share": "0.5"}, {"branch_id": "SH01", "share": "0.4"}]
+    assert code(review(app, report_id, responsible_branches=half)) == "shares_invalid"
+    assert code(review(app, report_id, matched_case_id=str(damage))) == "match_invalid"
+    assert code(review(app, report_id, matched_case_id="00000000-0000-0000-0000-000000000000")) == "match_invalid"
+    thirds = [{"branch_id": b, "share": "0.3333333333"} for b in ("SZ02", "SH01")] + [
+        {"branch_id": "HZ03", "share": "0.3333333334"}]
+    ok = review(app, report_id, matched_case_id=str(shortage), responsible_branches=thirds)
+    assert ok.status == "accepted", ok.error
+    assert code(review(app, report_id)) == "already_reviewed"
+    assert app.repository.get(shortage).matched_report_id == str(report_id)
+    second = report(app, "S2").stream_id
+    assert code(review(app, second, matched_case_id=str(shortage))) == "already_matched"
+
+
+def test_decide_and_settle_rules(app: IntakeApplication) -> None:
+    period = app.clock().strftime("%Y-%m")
+    settle = {"period": period, "settled_by": "结算中心"}
+    decide = {"period": period, "decided_by": "仓储部"}
+    assert code(send(app, "rewards.settle_period", settle, user="hq-settlement")) == "period_not_decided"
+    assert code(send(app, "rewards.decide_period", decide, user="hq-claims")) == "forbidden"
+    assert send(app, "rewards.decide_period", decide, user="hq-warehousing").status == "accepted"
+    assert code(send(app, "rewards.decide_period", decide, user="hq-warehousing")) == "period_decided"
+    assert code(send(app, "rewards.settle_period", settle, user="hq-warehousing")) == "forbidden"
+    assert send(app, "rewards.settle_period", settle, user="hq-settlement").status == "accepted"
+    assert code(send(app, "rewards.settle_period", settle, user="hq-settlement")) == "period_settled"
+    assert code(send(app, "rewards.decide_period", {"period": "2999-01", "decided_by": "x"},
+                     user="admin")) == "period_invalid"
+
+
+def test_review_after_decision_falls_in_next_period(app: IntakeApplication) -> None:
+    period = app.clock().strftime("%Y-%m")
+    send(app, "rewards.decide_period", {"period": period, "decided_by": "仓储部"}, user="hq-warehousing")
+    report_id = report(app).stream_id
+    review(app, report_id)
+    reviewed = list(app.events.get(report_id))[-1]
+    assert reviewed.period > period
