@@ -148,3 +148,14 @@ class Tap:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"no outcome for {message_id}")
             await self.collect(len(self.messages) + 1, timeout=max(0.1, deadline - asyncio.get_running_loop().time()))
+
+
+async def get_one(queue: aio_pika.abc.AbstractQueue, timeout: float = 20.0) -> aio_pika.abc.AbstractIncomingMessage:
+    """The next message of a queue, polling until it comes (raises TimeoutError)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        message = await queue.get(fail=False, no_ack=True)
+        if message is not None:
+            return message
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"nothing arrived on {queue.name}")

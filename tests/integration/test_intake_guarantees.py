@@ -1,0 +1,217 @@
+"""Guarantees 1, 2 and 4 attacked through real RabbitMQ and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+import services.intake.consumer as consumer_module
+from tests.conftest import rabbitmqctl
+from tests.support.live import Client, complaint_body, get_one, intake_service, running
+from tests.support.processes import ServiceProcess
+from tests.support.store import event_counts, received_streams
+
+pytestmark = pytest.mark.integration
+
+
+async def test_same_message_id_twice_is_one_event_and_a_duplicate(amqp_url: str, database_url: str) -> None:
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        outcomes = await client.tap("casework.events", "command.#")
+        events = await client.tap("casework.events", "complaint.#")
+        async with running(intake_service(amqp_url, database_url)):
+            body = complaint_body()
+            await client.publish("complaint.receive", body, message_id="same-1")
+            await client.publish("complaint.receive", body, message_id="same-1")
+            await outcomes.collect(2)
+            await events.settle()
+    assert sorted(o["status"] for o in outcomes.bodies()) == ["accepted", "duplicate"]
+    assert [e.routing_key for e in events.messages] == ["complaint.received.GZ01"]
+
+
+async def test_same_case_ref_under_two_message_ids_is_one_stream(amqp_url: str, database_url: str) -> None:
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        outcomes = await client.tap("casework.events", "command.#")
+        async with running(intake_service(amqp_url, database_url)):
+            body = complaint_body(case_ref="ONE")
+            first = await client.publish("complaint.receive", body)
+            second = await client.publish("complaint.receive", body)
+            a, b = await outcomes.outcome_for(first), await outcomes.outcome_for(second)
+    assert (a["status"], b["status"], b["error"]["code"]) == ("accepted", "rejected", "case_exists")
+    assert a["stream_id"] == b["stream_id"]
+    assert received_streams(database_url) == 1
+
+
+async def test_redelivery_after_commit_before_ack_is_not_doubled(
+    amqp_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The channel closes after the commit and before the ack: RabbitMQ redelivers the command."""
+    closed: list[str] = []
+    real_ack = consumer_module.safe_ack
+
+    async def close_instead_of_ack(raw: aio_pika.IncomingMessage) -> None:
+        if not closed:
+            closed.append(raw.message_id or "")
+            await raw.channel.close()
+            return
+        await real_ack(raw)
+
+    monkeypatch.setattr(consumer_module, "safe_ack", close_instead_of_ack)
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        outcomes = await client.tap("casework.events", "command.#")
+        async with running(intake_service(amqp_url, database_url)):
+            mid = await client.publish("complaint.receive", complaint_body())
+            await outcomes.collect(2, timeout=30)
+    assert closed == [mid]
+    assert sorted(o["status"] for o in outcomes.bodies()) == ["accepted", "duplicate"]
+    assert event_counts(database_url)["Complaint.Received"] == 1
+
+
+@pytest.mark.parametrize(
+    ("routing_key", "body", "code"),
+    [
+        ("complaint.receive", b"{not json", "not_json"),
+        ("complaint.receive", json.dumps({"branch_id": "GZ01"}).encode(), "schema_invalid"),
+        ("complaint.receive", json.dumps({**complaint_body(), "extra": 1}).encode(), "schema_invalid"),
+        ("complaint.receive", json.dumps(complaint_body(description="x" * 70_000)).encode(), "too_large"),
+        ("complaint.explode", json.dumps(complaint_body()).encode(), "unknown_command"),
+    ],
+    ids=["not-json", "schema-invalid", "unknown-field", "oversized", "unknown-routing-key"],
+)
+async def test_malformed_goes_to_dead_letters_and_the_next_is_accepted(
+    amqp_url: str, database_url: str, routing_key: str, body: bytes, code: str
+) -> None:
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        outcomes = await client.tap("casework.events", "command.#")
+        async with running(intake_service(amqp_url, database_url)):
+            bad = await client.publish(routing_key, body)
+            good = await client.publish("complaint.receive", complaint_body())
+            rejected, accepted = await outcomes.outcome_for(bad), await outcomes.outcome_for(good)
+            assert client.channel is not None
+            dead_queue = await client.channel.get_queue("casework.dead")
+            dead = await get_one(dead_queue)
+    assert (rejected["status"], rejected["error"]["code"]) == ("rejected", code)
+    assert accepted["status"] == "accepted"
+    assert dead is not None and dead.message_id == bad and dead.body == body
+    assert json.loads(dead.headers["x-casework-error"])["code"] == code
+
+
+async def test_without_user_id_the_command_is_rejected(amqp_url: str, database_url: str) -> None:
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        assert client.channel is not None
+        reply = await client.channel.declare_queue(exclusive=True)
+        async with running(intake_service(amqp_url, database_url)):
+            await client.publish("complaint.receive", complaint_body(), user_id=None, reply_to=reply.name)
+            answer = await get_one(reply)
+    outcome = json.loads(answer.body)
+    assert (outcome["status"], outcome["error"]["code"]) == ("rejected", "missing_user_id")
+    assert received_streams(database_url) == 0
+
+
+@pytest.fixture
+def branch_user(amqp_url: str, tmp_path: Path) -> tuple[str, str, Path]:
+    """A real RabbitMQ user that the test's policy maps to branch:GZ01."""
+    from urllib.parse import urlsplit
+
+    vhost = urlsplit(amqp_url).path.lstrip("/")
+    name = f"t{uuid.uuid4().hex[:8]}-gz01"
+    rabbitmqctl("add_user", name, "pw")
+    rabbitmqctl("set_permissions", "-p", vhost, name, "^amq\\.gen.*", "^casework\\.commands$|^amq\\.gen.*",
+                "^casework\\.events$|^amq\\.gen.*")
+    policy = Path("shared/policy/default.toml").read_text().replace(
+        '"branch-GZ01" = "branch:GZ01"', f'"branch-GZ01" = "branch:GZ01"\n"{name}" = "branch:GZ01"')
+    path = tmp_path / "policy.toml"
+    path.write_text(policy)
+    yield name, amqp_url.replace("guest:guest@", f"{name}:pw@"), path
+    rabbitmqctl("delete_user", name)
+
+
+async def test_branch_acts_for_itself_not_for_another(
+    amqp_url: str, database_url: str, branch_user: tuple[str, str, Path]
+) -> None:
+    from shared.policy import load_policy
+
+    name, url, policy_path = branch_user
+    async with Client(amqp_url) as admin:
+        await admin.declare_topology()
+        outcomes = await admin.tap("casework.events", "command.#")
+        async with running(intake_service(amqp_url, database_url, policy=load_policy(policy_path))):
+            async with Client(url) as branch:
+                own = await branch.publish("complaint.receive", complaint_body(branch_id="GZ01"))
+                other = await branch.publish("complaint.receive", complaint_body(branch_id="SZ02"))
+                mine, theirs = await outcomes.outcome_for(own), await outcomes.outcome_for(other)
+    assert mine["status"] == "accepted"
+    assert (theirs["status"], theirs["error"]["code"]) == ("rejected", "not_your_branch")
+
+
+async def test_forged_user_id_is_refused_by_rabbitmq(amqp_url: str, branch_user: tuple[str, str, Path]) -> None:
+    _, url, _ = branch_user
+    async with Client(amqp_url) as admin:
+        await admin.declare_topology()
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange("casework.commands", ensure=False)
+        with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):
+            await exchange.publish(aio_pika.Message(b"{}", message_id="x", user_id="branch-SZ02"),
+                                   routing_key="complaint.receive")
+            await channel.get_exchange("casework.commands")  # the refusal arrives as a channel close
+
+
+async def test_kill_9_intake_during_2000_confirmed_commands(
+    amqp_url: str, database_url: str, tmp_path: Path
+) -> None:
+    env = {"CASEWORK_AMQP_URL": amqp_url, "CASEWORK_DATABASE_URL": database_url}
+    service = ServiceProcess("intake", env, tmp_path / "intake.log")
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        received = await client.tap("casework.events", "complaint.received.*")
+        service.start()
+        for i in range(2000):
+            await client.publish("complaint.receive", complaint_body(case_ref=f"K{i:05d}"), message_id=f"k-{i}")
+            if i == 700:
+                await asyncio.sleep(0.5)
+                service.kill()
+                service.start()
+        await received.collect(2000, timeout=120)
+        await received.settle(quiet=1.0)
+    service.stop()
+    assert received_streams(database_url) == 2000, service.log()[-2000:]
+    assert event_counts(database_url)["CommandRecord.Processed"] == 2000
+    assert len({m.message_id for m in received.messages}) == 2000
+
+
+async def test_kill_9_relay_between_publish_and_position_repeats_never_gaps(
+    amqp_url: str, database_url: str, tmp_path: Path
+) -> None:
+    env = {"CASEWORK_AMQP_URL": amqp_url, "CASEWORK_DATABASE_URL": database_url}
+    service = ServiceProcess("intake", env, tmp_path / "intake.log")
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        received = await client.tap("casework.events", "complaint.received.*")
+        for i in range(50):
+            await client.publish("complaint.receive", complaint_body(case_ref=f"R{i:03d}"), message_id=f"r-{i}")
+        service.start(CASEWORK_FAULT="relay_after_publish")
+        for _ in range(600):
+            if service.exited() is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert service.exited() == 137, service.log()[-2000:]
+        first_run = len(await received.settle(quiet=0.5))
+        service.start()
+        await received.collect(first_run + 50, timeout=60)
+        await received.settle(quiet=1.0)
+    service.stop()
+    ids = [m.message_id for m in received.messages]
+    assert first_run > 0
+    assert len(set(ids)) == 50
+    assert len(ids) > 50, "the page published before the crash is published again"
