@@ -47,7 +47,6 @@ def eventsourcing_env(database_url: str, application: str = "casework") -> dict[
             "POSTGRES_CONNECT_TIMEOUT": "5",
             "POSTGRES_POOL_SIZE": "4",
             "POSTGRES_MAX_OVERFLOW": "4",
-            "POSTGRES_PRE_PING": "y",
             "POSTGRES_LOCK_TIMEOUT": "10",
         }
     raise DatabaseUrlError(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +25,7 @@ from services.intake.domain import (
     report_id,
 )
 from services.intake.periods import period_after, period_of, validate_period
+from services.intake.prefetch import load_aggregates
 from shared.chain import Cause, ChainedAggregate
 from shared.events import Outcome, OutcomeError
 from shared.events import commands as c
@@ -52,23 +53,39 @@ class Submission:
 
 
 class Batch:
-    """Aggregates touched by one transaction, so two commands on one case see each other."""
+    """Aggregates touched by one transaction, so two commands on one case see each other.
+
+    The streams a batch names are loaded up front in one query (`preload`); any other
+    stream a command reaches is loaded on demand.
+    """
 
     def __init__(self, app: IntakeApplication) -> None:
         self.app = app
         self.touched: dict[UUID, ChainedAggregate] = {}
+        self.absent: set[UUID] = set()
+
+    def preload(self, ids: Iterable[UUID]) -> None:
+        for stream_id, aggregate in load_aggregates(self.app, ids).items():
+            if aggregate is None:
+                self.absent.add(stream_id)
+            else:
+                self.touched[stream_id] = aggregate
 
     def get(self, stream_id: UUID) -> Any | None:
         if stream_id in self.touched:
             return self.touched[stream_id]
+        if stream_id in self.absent:
+            return None
         try:
             aggregate: ChainedAggregate = self.app.repository.get(stream_id)
         except AggregateNotFoundError:
+            self.absent.add(stream_id)
             return None
         self.touched[stream_id] = aggregate
         return aggregate
 
     def add(self, aggregate: ChainedAggregate) -> None:
+        self.absent.discard(aggregate.id)
         self.touched[aggregate.id] = aggregate
 
 
@@ -106,6 +123,7 @@ class IntakeApplication(Application[UUID]):
 
     def _submit_once(self, submissions: Sequence[Submission]) -> list[Outcome]:
         batch = Batch(self)
+        batch.preload(self._named_streams(submissions))
         outcomes: list[Outcome] = []
         for submission in submissions:
             record_id = command_record_id(submission.user_id, submission.message_id)
@@ -129,6 +147,23 @@ class IntakeApplication(Application[UUID]):
             outcomes.append(outcome)
         self.save(*[a for a in batch.touched.values() if a.pending_events])
         return outcomes
+
+    def _named_streams(self, submissions: Sequence[Submission]) -> list[UUID]:
+        ids: list[UUID] = []
+        for submission in submissions:
+            ids.append(command_record_id(submission.user_id, submission.message_id))
+            command = submission.command
+            target = target_stream(command)
+            if target:
+                ids.append(target)
+            matched = getattr(command, "matched_case_id", None)
+            if matched:
+                ids.append(matched)
+            if isinstance(command, c.SurplusReview):
+                ids.append(period_id(period_of(self.clock(), self.policy)))
+            if isinstance(command, c.RewardsDecidePeriod | c.RewardsSettlePeriod):
+                ids.append(period_id(command.period))
+        return ids
 
     def _cause(self, submission: Submission, principal: str) -> Cause:
         now = self.clock()

@@ -1,0 +1,277 @@
+"""Intake benchmark: live and drain throughput, command→outcome latency, peak RSS, as ratios of the raw ceiling."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import psycopg
+
+from bench import ceiling
+
+AMQP = os.environ.get("CASEWORK_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+PG = os.environ.get("CASEWORK_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def body(i: int, tag: str) -> bytes:
+    return json.dumps({
+        "branch_id": "GZ01", "case_ref": f"B{tag}-{i:07d}", "waybill_no": f"SH{i:010d}", "category": "damage",
+        "customer": {"name": "李小姐", "phone": "13800000000"},
+        "description": "Parcel arrived with the outer carton crushed and two items missing.",
+    }).encode()
+
+
+class Scratch:
+    """A throwaway vhost and database for one run."""
+
+    def __init__(self) -> None:
+        self.tag = uuid.uuid4().hex[:8]
+        self.vhost = f"bench-{self.tag}"
+        self.db = f"bench_{self.tag}"
+
+    def __enter__(self) -> Scratch:
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", self.vhost], check=True)
+        user = urlsplit(AMQP).username or "guest"
+        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", self.vhost, user, ".*", ".*", ".*"], check=True)
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.db}"')
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", self.vhost], check=False)
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+
+    @property
+    def amqp_url(self) -> str:
+        p = urlsplit(AMQP)
+        return urlunsplit((p.scheme, p.netloc, "/" + self.vhost, "", ""))
+
+    @property
+    def database_url(self) -> str:
+        p = urlsplit(PG)
+        return urlunsplit((p.scheme, p.netloc, "/" + self.db, "", ""))
+
+
+class Service:
+    """`casework run --only intake` as its own process, so its RSS is its own."""
+
+    def __init__(self, scratch: Scratch) -> None:
+        self.env = {**os.environ, "CASEWORK_AMQP_URL": scratch.amqp_url, "CASEWORK_DATABASE_URL": scratch.database_url}
+        self.log = tempfile.NamedTemporaryFile(prefix="bench-intake-", suffix=".log", delete=False)  # noqa: SIM115
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "casework", "run", "--only", "intake"], env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    def peak_rss_mb(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+
+
+async def declare(url: str) -> None:
+    from shared.broker import make_broker
+    from shared.topology import declare as declare_topology
+
+    broker = make_broker(url)
+    await broker.connect()
+    await declare_topology(broker)
+    await broker.stop()
+
+
+async def publish(url: str, n: int, tag: str, rate: float | None = None, window: int = 500) -> dict[str, float]:
+    """Publish n commands with confirms (pipelined up to `window`), optionally paced; returns send times."""
+    sent: dict[str, float] = {}
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange("casework.commands")
+        pending: set[asyncio.Future[Any]] = set()
+        start = time.perf_counter()
+        for i in range(n):
+            if rate:
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            mid = f"{tag}-{i}"
+            sent[mid] = time.time()
+            pending.add(asyncio.ensure_future(exchange.publish(aio_pika.Message(
+                body(i, tag), message_id=mid, user_id="guest", content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key="complaint.receive")))
+            if len(pending) >= window:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    future.result()
+        if pending:
+            await asyncio.gather(*pending)
+    return sent
+
+
+def publisher_process(url: str, n: int, tag: str) -> None:
+    """The live mode's separate publisher: broker, database, service and clients share two cores."""
+    subprocess.Popen([sys.executable, "-m", "bench.intake", "--publish-only", url, str(n), tag])
+
+
+async def count_until(url: str, queue_name: str, n: int, timeout: float) -> float:
+    """Wait until n messages reached the queue; returns the time the last one arrived."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            queue = await channel.declare_queue(queue_name, passive=True)
+            if queue.declaration_result.message_count >= n:
+                return time.perf_counter()
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"{queue_name}: fewer than {n} messages after {timeout:.0f}s")
+
+
+async def tap(url: str, name: str, key: str) -> None:
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(name, durable=True)
+        await queue.bind("casework.events", routing_key=key)
+
+
+async def wait_running(url: str) -> None:
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        for _ in range(300):
+            queue = await channel.declare_queue("casework.intake", passive=True)
+            if queue.declaration_result.consumer_count:
+                return
+            await asyncio.sleep(0.1)
+    raise TimeoutError("intake did not start consuming")
+
+
+async def live(n: int) -> dict[str, float]:
+    with Scratch() as s:
+        await declare(s.amqp_url)
+        await tap(s.amqp_url, "bench.relayed", "complaint.received.*")
+        service = Service(s)
+        service.start()
+        try:
+            await wait_running(s.amqp_url)
+            start = time.perf_counter()
+            publisher_process(s.amqp_url, n, s.tag)
+            end = await count_until(s.amqp_url, "bench.relayed", n, timeout=600)
+            return {"rate": n / (end - start), "rss_mb": service.peak_rss_mb()}
+        finally:
+            service.stop()
+
+
+async def drain(n: int) -> dict[str, float]:
+    with Scratch() as s:
+        await declare(s.amqp_url)
+        await tap(s.amqp_url, "bench.relayed", "complaint.received.*")
+        await publish(s.amqp_url, n, s.tag)
+        service = Service(s)
+        start = time.perf_counter()
+        service.start()
+        try:
+            end = await count_until(s.amqp_url, "bench.relayed", n, timeout=600)
+            return {"rate": n / (end - start), "rss_mb": service.peak_rss_mb()}
+        finally:
+            service.stop()
+
+
+async def latency(rate: float, seconds: float) -> dict[str, float]:
+    """Command→outcome latency at a steady rate: the publisher paces, a listener timestamps outcomes."""
+    n = int(rate * seconds)
+    with Scratch() as s:
+        await declare(s.amqp_url)
+        service = Service(s)
+        service.start()
+        try:
+            await wait_running(s.amqp_url)
+            connection = await aio_pika.connect(s.amqp_url)
+            async with connection:
+                channel = await connection.channel()
+                outcomes = await channel.declare_queue(exclusive=True)
+                await outcomes.bind("casework.events", routing_key="command.*.guest")
+                arrived: dict[str, float] = {}
+
+                async def on_outcome(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+                    arrived[json.loads(message.body)["command_id"]] = time.time()
+                    await message.ack()
+
+                await outcomes.consume(on_outcome)
+                sent = await publish(s.amqp_url, n, s.tag, rate=rate, window=100)
+                deadline = time.perf_counter() + 60
+                while len(arrived) < n and time.perf_counter() < deadline:
+                    await asyncio.sleep(0.1)
+            delays = sorted((arrived[m] - sent[m]) * 1000 for m in sent if m in arrived)
+            return {"n": n, "answered": len(delays), "p50_ms": statistics.median(delays),
+                    "p99_ms": delays[int(len(delays) * 0.99) - 1], "max_ms": delays[-1],
+                    "rss_mb": service.peak_rss_mb()}
+        finally:
+            service.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.intake", description=__doc__)
+    parser.add_argument("--n", type=int, default=20000, help="commands per throughput run")
+    parser.add_argument("--rate", type=float, default=1000.0, help="commands/s for the latency run")
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of the latency run")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the raw ceiling runs")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--publish-only", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.publish_only:
+        url, n, tag = args.publish_only
+        asyncio.run(publish(url, int(n), tag))
+        return
+    results: dict[str, Any] = {"n": args.n}
+    print(f"live: {args.n} commands from a separate publisher process …", file=sys.stderr)
+    results["live"] = asyncio.run(live(args.n))
+    print(f"drain: {args.n} commands queued, then the service started …", file=sys.stderr)
+    results["drain"] = asyncio.run(drain(args.n))
+    print(f"latency: {args.rate:.0f} commands/s for {args.seconds:.0f}s …", file=sys.stderr)
+    results["latency"] = asyncio.run(latency(args.rate, args.seconds))
+    if not args.no_ceiling:
+        print("raw ceiling (aio-pika → psycopg → confirmed publish) …", file=sys.stderr)
+        results["ceiling"] = {
+            "drain": asyncio.run(ceiling.drain_ceiling(args.n, AMQP, PG.rsplit("/", 1)[0] + "/test")),
+            "live": ceiling.live_ceiling(args.n, AMQP, PG.rsplit("/", 1)[0] + "/test"),
+        }
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    lat = results["latency"]
+    rss = max(results["live"]["rss_mb"], results["drain"]["rss_mb"], lat["rss_mb"])
+    print(f"{'measure':<34}{'casework':>12}{'ceiling':>12}{'ratio':>8}  target")
+    for mode in ("live", "drain"):
+        ours = results[mode]["rate"]
+        raw = results.get("ceiling", {}).get(mode)
+        ratio = f"{ours / raw:.2f}" if raw else "-"
+        print(f"{mode + ' (commands/s, all relayed)':<34}{ours:>12,.0f}{(raw or 0):>12,.0f}{ratio:>8}  ≥ 0.50")
+    print(f"{'latency p50 / p99 / max (ms)':<34}{lat['p50_ms']:>8.1f} / {lat['p99_ms']:.1f} / {lat['max_ms']:.1f}"
+          f"   p99 ≤ 50 ms at {args.rate:.0f}/s ({lat['answered']}/{lat['n']} answered)")
+    print(f"{'peak RSS of the service (MB)':<34}{rss:>12.0f}{'':>20}  ≤ 300")
+
+
+if __name__ == "__main__":
+    main()
