@@ -23,6 +23,7 @@ import shlex
 import shutil
 import subprocess
 import textwrap
+import time
 import tomllib
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -41,6 +42,7 @@ DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
 GENERATOR = ROOT / "deploy" / "rabbitmq" / "generate_definitions.py"
 
 TOPIC_EXCHANGES = ("casework.commands", "casework.events", "casework.escalations")
+CONTRACT_QUEUES = ("casework.intake", "casework.escalation", "casework.rewards", "casework.dead")
 QUORUM_WITH_DEAD_LETTERS = {
     "x-queue-type": "quorum",
     "x-delivery-limit": 20,
@@ -178,7 +180,9 @@ def scratch() -> Iterator[Scratch]:
     copy = scratch_copy(definitions, vhost, prefix)
     try:
         rabbitmqctl("import_definitions", "--format", "json", stdin=json.dumps(copy))
-        yield Scratch(vhost, prefix, url.hostname or "127.0.0.1", url.port or 5672)
+        ready = Scratch(vhost, prefix, url.hostname or "127.0.0.1", url.port or 5672)
+        wait_for_import(ready, copy)
+        yield ready
     finally:
         for name in list_names("list_vhosts", "name"):
             if name == vhost:
@@ -187,6 +191,17 @@ def scratch() -> Iterator[Scratch]:
         for user in copy["users"]:
             if user["name"] in existing:
                 rabbitmqctl("delete_user", user["name"])
+
+
+def wait_for_import(scratch: Scratch, copy: dict) -> None:
+    """rabbitmqctl may return before the import is done; bindings are the last thing it adds."""
+    wanted = {(b["source"], b["destination"], b["routing_key"]) for b in copy["bindings"]}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if scratch.vhost in list_names("list_vhosts", "name") and contract_bindings(scratch) >= wanted:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"definitions never finished importing into {scratch.vhost}")
 
 
 def list_names(command: str, column: str) -> list[str]:
@@ -299,8 +314,8 @@ def test_queues_are_durable_quorum_queues_with_dead_lettering(scratch: Scratch) 
             "-q",
         )
     )
-    queues = {row["name"]: row for row in rows}
-    assert set(queues) == {"casework.intake", "casework.escalation", "casework.rewards", "casework.dead"}
+    queues = {row["name"]: row for row in rows if row["name"] in CONTRACT_QUEUES}
+    assert set(queues) == set(CONTRACT_QUEUES)
     for row in queues.values():
         assert row["type"] == "quorum"
         assert row["durable"] is True
@@ -314,32 +329,26 @@ def arguments(row: dict) -> dict:
     return {name: value for name, _kind, value in row["arguments"]}
 
 
-@pytest.mark.integration
-def test_queues_are_bound_as_the_contract_says(scratch: Scratch) -> None:
-    rows = json.loads(
-        rabbitmqctl(
-            "list_bindings",
-            "-p",
-            scratch.vhost,
-            "source_name",
-            "destination_name",
-            "destination_kind",
-            "routing_key",
-            "--formatter",
-            "json",
-            "-q",
-        )
-    )
-    bindings = {
+def contract_bindings(scratch: Scratch) -> set[tuple[str, str, str]]:
+    """(exchange, queue, key) of every binding to the contract's queues (not the default exchange's)."""
+    columns = ("source_name", "destination_name", "routing_key")
+    rows = json.loads(rabbitmqctl("list_bindings", "-p", scratch.vhost, *columns, "--formatter", "json", "-q"))
+    return {
         (row["source_name"], row["destination_name"], row["routing_key"])
         for row in rows
-        if row["source_name"]  # the default exchange's implicit bindings
+        if row["source_name"] and row["destination_name"] in CONTRACT_QUEUES
     }
+
+
+@pytest.mark.integration
+def test_queues_are_bound_as_the_contract_says(scratch: Scratch) -> None:
+    bindings = contract_bindings(scratch)
     assert bindings == {
         ("casework.commands", "casework.intake", "#"),
         ("casework.events", "casework.escalation", "complaint.#"),
         ("casework.events", "casework.rewards", "complaint.#"),
         ("casework.events", "casework.rewards", "surplus.#"),
+        ("casework.events", "casework.rewards", "period.#"),
         ("casework.dead", "casework.dead", ""),
     }
 
@@ -605,6 +614,33 @@ async def test_services_redeclare_their_own_topology(scratch: Scratch, channel_f
     await intake.declare_exchange("casework.dead", aio_pika.ExchangeType.FANOUT, durable=True)
     dead = await intake.declare_queue("casework.dead", durable=True, arguments={"x-queue-type": "quorum"})
     await dead.bind("casework.dead", routing_key="")
+
+
+@pytest.mark.integration
+async def test_intake_declares_the_contract_topology_at_start_up(scratch: Scratch) -> None:
+    """What intake's start-up runs (shared.topology.declare) works as svc-intake and adds nothing."""
+    from shared.broker import make_broker
+    from shared.topology import declare
+
+    broker = make_broker(
+        f"amqp://{scratch.user('svc-intake')}:svc-intake@{scratch.host}:{scratch.port}/{scratch.vhost}"
+    )
+    await broker.connect()
+    try:
+        await declare(broker)
+    finally:
+        await broker.stop()
+    defined = {(b["source"], b["destination"], b["routing_key"]) for b in load_definitions()["bindings"]}
+    assert contract_bindings(scratch) == defined
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("queue_name", ["casework.escalation", "casework.rewards"])
+async def test_intake_cannot_consume_the_other_services_queues(scratch: Scratch, channel_for, queue_name: str) -> None:
+    channel = await channel_for("svc-intake")
+    queue = await channel.get_queue(queue_name, ensure=False)
+    with refused(f"queue '{queue_name}'"):
+        await queue.consume(ignore)
 
 
 @pytest.mark.integration
