@@ -30,17 +30,24 @@ DEAD_QUEUE = RabbitQueue("casework.dead", durable=True, queue_type=QueueType.QUO
 REWARDS_EXTRA_KEYS = ("complaint.#", "period.#")
 
 
-async def declare(broker: RabbitBroker) -> None:
-    """Declare every exchange, queue and binding of the contract; safe to repeat."""
-    for exchange in (COMMANDS, EVENTS, ESCALATIONS, DEAD):
-        await broker.declare_exchange(exchange)
-    bindings = (
-        (INTAKE_QUEUE, COMMANDS, ("#",)),
-        (ESCALATION_QUEUE, EVENTS, ("complaint.#",)),
-        (REWARDS_QUEUE, EVENTS, ("surplus.#", *REWARDS_EXTRA_KEYS)),
-        (DEAD_QUEUE, DEAD, ("",)),
-    )
-    for queue, exchange, keys in bindings:
-        declared = await broker.declare_queue(queue)
-        for key in keys:
-            await declared.bind(exchange.name, routing_key=key)
+BINDINGS: dict[str, tuple[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]], ...]] = {
+    "intake": ((INTAKE_QUEUE, COMMANDS, ("#",)), (DEAD_QUEUE, DEAD, ("",))),
+    "escalation": ((ESCALATION_QUEUE, EVENTS, ("complaint.#",)),),
+    "rewards": ((REWARDS_QUEUE, EVENTS, ("surplus.#", *REWARDS_EXTRA_KEYS)),),
+}
+
+
+async def declare(broker: RabbitBroker, service: str | None = None) -> None:
+    """Declare the contract's exchanges, queues and bindings; safe to repeat.
+
+    With a service named, only that service's own queue and bindings: in production each
+    service's RabbitMQ user may configure nothing else (deploy/rabbitmq/definitions.json).
+    """
+    if service is None:
+        for exchange in (COMMANDS, EVENTS, ESCALATIONS, DEAD):
+            await broker.declare_exchange(exchange)
+    for part in BINDINGS if service is None else (service,):
+        for queue, exchange, keys in BINDINGS[part]:
+            declared = await broker.declare_queue(queue)
+            for key in keys:
+                await declared.bind(exchange.name, routing_key=key)

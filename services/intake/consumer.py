@@ -43,6 +43,9 @@ def read_submission(raw: aio_pika.IncomingMessage) -> Submission:
     """Everything that makes a message unusable, checked before any store is touched."""
     if len(raw.body) > MAX_BODY_BYTES:
         raise Malformed(ErrorCode.TOO_LARGE, f"body is {len(raw.body)} bytes; the limit is {MAX_BODY_BYTES}")
+    if "x-death" in (raw.headers or {}):
+        # Dead-lettered into casework.commands by somebody's queue: not a command anyone sent.
+        raise Malformed(ErrorCode.REROUTED, "the message was dead-lettered from another queue, not published")
     key = raw.routing_key or ""
     if key not in COMMANDS:
         raise Malformed(ErrorCode.UNKNOWN_COMMAND, f"no command is called {key!r}")

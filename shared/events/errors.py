@@ -12,6 +12,7 @@ class ErrorCode(StrEnum):
     TOO_LARGE = "too_large"
     UNKNOWN_COMMAND = "unknown_command"
     MISSING_MESSAGE_ID = "missing_message_id"
+    REROUTED = "rerouted"
     # Who is speaking.
     MISSING_USER_ID = "missing_user_id"
     UNKNOWN_USER = "unknown_user"

@@ -15,7 +15,7 @@ from tests.support.live import complaint_body
 def raw(**overrides: Any) -> Any:
     fields = {"body": json.dumps(complaint_body()).encode(), "routing_key": "complaint.receive",
               "message_id": "m-1", "user_id": "branch-GZ01", "reply_to": None, "correlation_id": None,
-              "timestamp": None, **overrides}
+              "timestamp": None, "headers": {}, **overrides}
     return SimpleNamespace(**fields)
 
 
@@ -32,6 +32,7 @@ def test_a_good_command_is_read() -> None:
     ({"body": b"\xff\xfe"}, "not_json"),
     ({"body": b"[1, 2]"}, "schema_invalid"),
     ({"body": b"x" * 70_000}, "too_large"),
+    ({"headers": {"x-death": [{"queue": "casework.client.x", "reason": "rejected"}]}}, "rerouted"),
 ])
 def test_unusable_messages_are_refused_with_a_code(overrides: dict[str, Any], code: str) -> None:
     with pytest.raises(Malformed) as caught:
