@@ -24,7 +24,8 @@ class IntakeService:
         self.settings = settings
         self.app = IntakeApplication(policy, settings.database_url, clock=clock)
         self.broker = make_broker(settings.amqp_url_for("intake"))
-        self.relay = Relay(self.app, self.broker, settings.relay_page_size, settings.relay_poll_seconds)
+        self.relay = Relay(self.app, settings.amqp_url_for("intake"), settings.relay_page_size,
+                           settings.relay_poll_seconds)
         self.consumer = IntakeConsumer(self.app, self.broker, settings.intake_batch_size, on_commit=self.relay.poke)
         self.broker.include_router(build_router(self.consumer, settings.prefetch))
 

@@ -13,7 +13,6 @@ from typing import IO, Any
 import aio_pika
 import psycopg
 from eventsourcing.persistence import Tracking
-from faststream.rabbit import RabbitBroker
 from pamqp.commands import Basic
 
 from services.intake.application import IntakeApplication
@@ -92,10 +91,12 @@ class RelayLock:
 class Relay:
     """Follows the notification log; each page is published with confirms before its position is saved."""
 
-    def __init__(self, app: IntakeApplication, broker: RabbitBroker, page_size: int = 500,
+    def __init__(self, app: IntakeApplication, amqp_url: str, page_size: int = 500,
                  poll_seconds: float = 0.5, on_published: Callable[[int], None] | None = None) -> None:
         self.app = app
-        self.broker = broker
+        self.amqp_url = amqp_url
+        self.connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self.exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
         self.page_size = page_size
         self.poll_seconds = poll_seconds
         self.wakeup = asyncio.Event()
@@ -115,6 +116,18 @@ class Relay:
         finally:
             listener.cancel()
             self.lock.release()
+            if self.connection is not None:
+                await self.connection.close()
+
+    async def _exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
+        """The relay publishes on its own connection: bare aio-pika confirms pipeline better."""
+        if self.connection is None:
+            self.connection = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1.0)
+        if name not in self.exchanges:
+            channel = await self.connection.channel(publisher_confirms=True)
+            self.exchanges = {n: await channel.get_exchange(n, ensure=False) if n else channel.default_exchange
+                              for n in ("casework.events", "casework.escalations", "")}
+        return self.exchanges[name]
 
     async def _lead(self) -> None:
         while not await asyncio.to_thread(self._try_lock):
@@ -163,12 +176,11 @@ class Relay:
         return len(notifications)
 
     async def _publish(self, message: Outgoing) -> None:
-        confirm = await self.broker.publish(
-            message.body, exchange=message.exchange or None, routing_key=message.routing_key,
-            message_id=message.message_id, headers=message.headers, persist=True,
-            content_type="application/json", correlation_id=message.correlation_id,
-            mandatory=bool(message.exchange),
-        )
+        exchange = await self._exchange(message.exchange)
+        confirm = await exchange.publish(aio_pika.Message(
+            message.body, message_id=message.message_id, headers=message.headers, content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT, correlation_id=message.correlation_id,
+        ), routing_key=message.routing_key, timeout=30)
         if isinstance(confirm, Basic.Nack):
             raise RuntimeError(f"broker refused {message.message_id} on {message.routing_key}")
 
