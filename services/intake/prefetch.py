@@ -42,7 +42,7 @@ def select_streams(app: Application[UUID], ids: Iterable[UUID]) -> dict[UUID, li
             cursor.execute(statement, [i.hex for i in wanted])
             rows = cursor.fetchall()
         for row in rows:
-            stream = recorder.convert_originator_id(row["originator_id"])
+            stream = UUID(str(recorder.convert_originator_id(row["originator_id"])))
             found[stream].append(StoredEvent(originator_id=stream, originator_version=row["originator_version"],
                                              topic=row["topic"], state=row["state"]))
         return found
@@ -61,6 +61,7 @@ def load_aggregates(app: Application[UUID], ids: Iterable[UUID]) -> dict[UUID, A
     for stream, stored in streams.items():
         aggregate = None
         for record in stored:
-            aggregate = app.mapper.to_domain_event(record).mutate(aggregate)
+            event: Any = app.mapper.to_domain_event(record)
+            aggregate = event.mutate(aggregate)
         loaded[stream] = aggregate
     return loaded
