@@ -210,12 +210,14 @@ def subscribe_escalations(
 def mount() -> None:
     """Each part of the product brings its own sub-commands."""
     from casework.audit_cli import audit_app
+    from casework.replay_cli import replay_app
     from services.escalation.cli import escalation_app
     from services.rewards.cli import rewards_app
 
     app.add_typer(audit_app, name="audit")
     app.add_typer(escalation_app, name="escalation")
     app.add_typer(rewards_app, name="rewards")
+    app.add_typer(replay_app, name="replay")
 
 
 def main() -> None:

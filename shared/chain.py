@@ -29,12 +29,16 @@ def canonical(
     stream_id: UUID, version: int, event_type: str, fields: dict[str, Any],
     occurred_at: datetime, recorded_at: datetime, prev_hash: str,
 ) -> bytes:
-    """The bytes a hash covers: sorted keys, no spaces, UTC times, fixed field set."""
+    """The bytes a hash covers: sorted keys, no spaces, UTC times, fixed field set.
+
+    A field that is null counts as absent, so an event written before an optional field
+    existed and the same event upcast to carry it as null hash alike.
+    """
     document = {
         "stream_id": str(stream_id),
         "version": version,
         "type": event_type,
-        "fields": fields,
+        "fields": {k: v for k, v in fields.items() if v is not None},
         "occurred_at": occurred_at.isoformat(),
         "recorded_at": recorded_at.isoformat(),
         "prev_hash": prev_hash,

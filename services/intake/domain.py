@@ -80,6 +80,14 @@ class Complaint(ChainedAggregate):
     STREAM: ClassVar[str] = "complaint"
 
     class Received(ChainedAggregate.Created):
+        # v1 (the first releases) had no claimed_amount or channel: both are optional.
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.setdefault("claimed_amount", None)
+            state.setdefault("channel", None)
+
         branch_id: str
         case_ref: str
         waybill_no: str
