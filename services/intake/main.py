@@ -9,9 +9,10 @@ import logging
 from casework.settings import Settings
 from services.intake.application import Clock, IntakeApplication, utc_now
 from services.intake.consumer import IntakeConsumer, build_router
-from services.intake.relay import Relay
+from services.intake.translate import outgoing
 from shared.broker import make_broker
 from shared.policy import Policy
+from shared.relay import Relay
 from shared.topology import declare
 
 log = logging.getLogger("casework.intake")
@@ -24,8 +25,8 @@ class IntakeService:
         self.settings = settings
         self.app = IntakeApplication(policy, settings.database_url, clock=clock)
         self.broker = make_broker(settings.amqp_url_for("intake"))
-        self.relay = Relay(self.app, settings.amqp_url_for("intake"), settings.relay_page_size,
-                           settings.relay_poll_seconds)
+        self.relay = Relay(self.app, settings.amqp_url_for("intake"), outgoing, "casework.relay",
+                           settings.relay_page_size, settings.relay_poll_seconds)
         self.consumer = IntakeConsumer(self.app, self.broker, settings.intake_batch_size, on_commit=self.relay.poke)
         self.broker.include_router(build_router(self.consumer, settings.prefetch))
 

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 from services.intake.domain import CommandRecord, Complaint, Period, SurplusReport
 from shared.chain import ChainedAggregate, own_fields, wire_name
 from shared.events import EscalationNotice, Outcome, OutcomeError
+from shared.relay import Outgoing
 
 STREAMS: dict[str, type[ChainedAggregate]] = {
     "Complaint": Complaint, "SurplusReport": SurplusReport, "Period": Period, "CommandRecord": CommandRecord,
 }
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One message to publish: where, with which key and id, and the JSON body."""
-
-    exchange: str
-    routing_key: str
-    message_id: str
-    body: bytes
-    headers: dict[str, Any] = field(default_factory=dict)
-    correlation_id: str | None = None
 
 
 def event_type(event: Any) -> str:

@@ -1,42 +1,63 @@
-"""The outbox relay: publishes every recorded event in notification order, then advances its position."""
+"""The outbox relay: publishes every recorded event in notification order, then advances its position.
+
+Intake relays complaint, surplus and period streams; rewards relays its ledgers. Each
+follows its own application's notification log under its own lock and tracking name.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import aio_pika
 import psycopg
+from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
 from pamqp.commands import Basic
 
-from services.intake.application import IntakeApplication
-from services.intake.translate import Outgoing, outgoing
 from shared.faults import crash_point
 
 log = logging.getLogger("casework.relay")
-RELAY_NAME = "casework.relay"
-ADVISORY_KEY = 0x63617365776F726B  # "casework"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to publish: where, with which key and id, and the JSON body."""
+
+    exchange: str
+    routing_key: str
+    message_id: str
+    body: bytes
+    headers: dict[str, Any] = field(default_factory=dict)
+    correlation_id: str | None = None
+
+
+Translate = Callable[[Any, int], list[Outgoing]]
 
 
 STORE_KEYS = ("PERSISTENCE_MODULE", "SQLITE_DBNAME", "POSTGRES_DBNAME", "POSTGRES_HOST", "POSTGRES_PORT",
               "POSTGRES_USER", "POSTGRES_PASSWORD")
 
 
-def store_settings(app: IntakeApplication) -> dict[str, str]:
+def store_settings(app: Application[Any]) -> dict[str, str]:
     return {key: value for key in STORE_KEYS if (value := app.env.get(key)) is not None}
 
 
 class RelayLock:
     """Only one relay per store publishes; the others wait to take over."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], name: str) -> None:
         self.env = env
+        # One advisory lock key per relay name, so intake's and rewards' relays lead independently.
+        self.key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:7], "big")
+        self.name = name
         self._pg: psycopg.Connection[Any] | None = None
         self._file: IO[bytes] | None = None
 
@@ -45,7 +66,7 @@ class RelayLock:
         if module.endswith("postgres"):
             return self._try_postgres()
         if module.endswith("sqlite"):
-            return self._try_file(Path(self.env["SQLITE_DBNAME"] + ".relay.lock"))
+            return self._try_file(Path(f"{self.env['SQLITE_DBNAME']}.{self.name}.lock"))
         return True
 
     def still_held(self) -> bool:
@@ -66,7 +87,7 @@ class RelayLock:
                 user=e["POSTGRES_USER"], password=e.get("POSTGRES_PASSWORD", ""), autocommit=True,
                 connect_timeout=5,
             )
-        row = self._pg.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_KEY,)).fetchone()
+        row = self._pg.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
         return bool(row and row[0])
 
     def _try_file(self, path: Path) -> bool:
@@ -91,9 +112,12 @@ class RelayLock:
 class Relay:
     """Follows the notification log; each page is published with confirms before its position is saved."""
 
-    def __init__(self, app: IntakeApplication, amqp_url: str, page_size: int = 500,
-                 poll_seconds: float = 0.5, on_published: Callable[[int], None] | None = None) -> None:
+    def __init__(self, app: Application[Any], amqp_url: str, translate: Translate, name: str,
+                 page_size: int = 500, poll_seconds: float = 0.5,
+                 on_published: Callable[[int], None] | None = None) -> None:
         self.app = app
+        self.translate = translate
+        self.name = name
         self.amqp_url = amqp_url
         self.connection: aio_pika.abc.AbstractRobustConnection | None = None
         self.exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
@@ -101,7 +125,7 @@ class Relay:
         self.poll_seconds = poll_seconds
         self.wakeup = asyncio.Event()
         self.tracking = app.factory.tracking_recorder()
-        self.lock = RelayLock(store_settings(app))
+        self.lock = RelayLock(store_settings(app), name)
         self.on_published = on_published
         self.position = 0
 
@@ -132,7 +156,7 @@ class Relay:
     async def _lead(self) -> None:
         while not await asyncio.to_thread(self._try_lock):
             await asyncio.sleep(1.0)
-        log.info("relay holds the lock; publishing from position %s", self.position)
+        log.info("%s holds the lock; publishing from position %s", self.name, self.position)
         while True:
             try:
                 published = await self.publish_pending()
@@ -153,7 +177,7 @@ class Relay:
     def _try_lock(self) -> bool:
         if not self.lock.try_acquire():
             return False
-        self.position = self.tracking.max_tracking_id(RELAY_NAME) or 0
+        self.position = self.tracking.max_tracking_id(self.name) or 0
         return True
 
     async def publish_pending(self) -> int:
@@ -165,11 +189,11 @@ class Relay:
         messages: list[Outgoing] = []
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)
-            messages.extend(outgoing(event, notification.id))
+            messages.extend(self.translate(event, notification.id))
         await asyncio.gather(*(self._publish(m) for m in messages))
         crash_point("relay_after_publish")
         last = notifications[-1].id
-        await asyncio.to_thread(self.tracking.insert_tracking, Tracking(RELAY_NAME, last))
+        await asyncio.to_thread(self.tracking.insert_tracking, Tracking(self.name, last))
         self.position = last
         if self.on_published:
             self.on_published(last)
