@@ -155,17 +155,20 @@ def build_router(consumer: IntakeConsumer, prefetch: int) -> RabbitRouter:
     router = RabbitRouter()
 
     @router.subscriber(INTAKE_QUEUE, ack_policy=AckPolicy.MANUAL, channel=Channel(prefetch_count=prefetch),
-                       decoder=raw_body, no_reply=True, title="casework.intake:commands")
-    async def on_command(body: bytes, message: RabbitMessage) -> None:
+                       decoder=raw_delivery, no_reply=True, title="casework.intake:commands")
+    async def on_command(delivery: Any) -> None:
         """Every command of the contract, from branch systems, HQ and the escalation service."""
-        await consumer.receive(message.raw_message)
+        await consumer.receive(delivery)
 
     return router
 
 
-async def raw_body(message: Any) -> bytes:
-    body: bytes = message.body
-    return body
+async def raw_delivery(message: RabbitMessage) -> Any:
+    """Hand the handler aio-pika's own message: the consumer reads its properties and acks it itself.
+
+    Injecting FastStream's message object costs about half of consume throughput.
+    """
+    return message.raw_message
 
 
 __all__ = ["IntakeConsumer", "Malformed", "build_router", "dumps", "read_submission"]
