@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import binascii
-from base64 import b64decode
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -13,44 +11,18 @@ from eventsourcing.persistence import StoredEvent
 
 from services.intake.translate import event_body
 from shared.chain import GENESIS, event_hash
-from shared.store import eventsourcing_env
+from shared.store import CIPHER_TOPIC, CipherKeyError, check_cipher_key, cipher_env, eventsourcing_env
 
-CIPHER_TOPIC = "eventsourcing.cipher:AESCipher"
 ENVELOPE = ("stream_id", "version", "event", "occurred_at", "recorded_at", "branch_id", "hash",
             "prev_hash", "schema_version")
 WHO = ("principal", "user_id", "command_id")
-
-
-class CipherKeyError(ValueError):
-    """Raised when a cipher key is not base64 of 16, 24 or 32 bytes (an AES key)."""
-
-
-def check_cipher_key(key: str) -> str:
-    try:
-        raw = b64decode(key.encode(), validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise CipherKeyError("CASEWORK_CIPHER_KEY is not base64") from error
-    if len(raw) not in (16, 24, 32):
-        raise CipherKeyError(f"CASEWORK_CIPHER_KEY holds {len(raw)} bytes; an AES key has 16, 24 or 32")
-    return key
-
-
-def cipher_env(cipher_key: str | None, application: str = "casework") -> dict[str, str]:
-    """eventsourcing settings that make an Application encrypt what it stores, or not at all."""
-    # eventsourcing reads "<APP>_CIPHER_KEY" before "CIPHER_KEY", from os.environ too: only
-    # the prefixed names override what the process environment holds (CASEWORK_CIPHER_KEY
-    # *is* that prefixed name for the application called "casework").
-    prefix = application.upper() + "_"
-    if not cipher_key:
-        return {f"{prefix}CIPHER_TOPIC": "", f"{prefix}CIPHER_KEY": ""}
-    check_cipher_key(cipher_key)
-    return {f"{prefix}CIPHER_TOPIC": CIPHER_TOPIC, f"{prefix}CIPHER_KEY": cipher_key}
+__all__ = ["CIPHER_TOPIC", "CipherKeyError", "check_cipher_key", "cipher_env"]
 
 
 def store_env(database_url: str, application: str = "casework",
               cipher_key: str | None = None) -> dict[str, str]:
     """`eventsourcing_env` plus the cipher: what every Application on the store must use."""
-    return {**eventsourcing_env(database_url, application), **cipher_env(cipher_key, application)}
+    return eventsourcing_env(database_url, application, cipher_key if cipher_key is not None else "")
 
 
 class StoreReader(Application[UUID]):

@@ -160,7 +160,7 @@ def _resume(decoded: list[Record], used: set[int], origin: int, chain: list[tupl
 def _origin(record: Record, origin: int) -> int | None:
     """The version this record's content hashes at (its place in the original chain)."""
     candidates: list[int] = [origin, record.version, *range(origin + 1, origin + MAX_SKIP + 1),
-                  *range(record.version + 1, record.version + MAX_SKIP + 1)]
+                             *range(record.version + 1, record.version + MAX_SKIP + 1)]
     seen: set[int] = set()
     for version in candidates:
         if version >= origin and version not in seen:

@@ -22,9 +22,7 @@ from casework.audit_sign import (
     merkle_proof,
     merkle_root_from,
 )
-from casework.audit_verify import Verification
-from services.intake.translate import event_type
-from shared.chain import own_fields
+from casework.audit_verify import Verification, record_from_stored
 
 EXPORT_FORMAT = "casework-dispute/1"
 
@@ -38,16 +36,17 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot export a {type(value).__name__}")
 
 
-def exported_event(event: Any) -> dict[str, Any]:
+def exported_event(record: Record) -> dict[str, Any]:
+    assert record.occurred_at is not None and record.recorded_at is not None
     return {
-        "version": event.originator_version,
-        "event": event_type(event),
-        "occurred_at": event.occurred_at.isoformat(),
-        "recorded_at": event.timestamp.isoformat(),
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
-        # Exactly what the hash covers, so a third party can recompute it.
-        "content": json.loads(json.dumps(own_fields(event), default=_plain)),
+        "version": record.version,
+        "event": record.event_type,
+        "occurred_at": record.occurred_at.isoformat(),
+        "recorded_at": record.recorded_at.isoformat(),
+        "prev_hash": record.prev_hash,
+        "hash": record.hash,
+        # Exactly what the hash covers, as written (not upcast), so anyone can recompute it.
+        "content": json.loads(json.dumps(record.fields, default=_plain)),
     }
 
 
@@ -68,6 +67,7 @@ def checkpoint_proof(checkpoint: dict[str, Any], stream: str, verifier: Verifier
 def build_export(reader: StoreReader, stream_id: UUID, signer: Signer, now: datetime,
                  proof: dict[str, Any] | None = None) -> dict[str, Any]:
     events = reader.stream(stream_id)
+    records = [record_from_stored(reader, s) for s in reader.recorder.select_events(stream_id)]
     story = history(events)
     document = {
         "format": EXPORT_FORMAT,
@@ -75,7 +75,7 @@ def build_export(reader: StoreReader, stream_id: UUID, signer: Signer, now: date
         "stream_id": str(stream_id),
         "stream": story["stream"],
         "head": story["head"],
-        "events": [exported_event(e) for e in events],
+        "events": [exported_event(r) for r in records],
         "pauses": story["pauses"],
         "escalations": story["escalations"],
         "checkpoint": proof,

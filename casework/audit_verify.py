@@ -9,12 +9,13 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import resolve_topic
 
 from casework.audit import StoreReader
 from casework.audit_chain import Finding, Record, analyse, compare_head
 from casework.audit_sign import CheckpointRejected, Verifier, check_checkpoint
 from services.intake.translate import event_type
-from shared.chain import GENESIS, own_fields
+from shared.chain import ENVELOPE, GENESIS
 
 PAGE = 1000
 
@@ -22,11 +23,20 @@ PAGE = 1000
 def record_from_stored(reader: StoreReader, stored: StoredEvent) -> Record:
     """Decode one raw record; anything that fails (cipher tag, JSON, topic) makes it undecodable."""
     try:
-        event = reader.decode(stored)
-        record = Record(version=stored.originator_version, hash=str(event.hash),
-                        prev_hash=str(event.prev_hash), stream_id=event.originator_id,
-                        event_type=event_type(event), fields=own_fields(event),
-                        occurred_at=event.occurred_at, recorded_at=event.timestamp)
+        # The state as written, not upcast: a hash covers the fields its event had then.
+        state = stored.state
+        if reader.mapper.cipher:
+            state = reader.mapper.cipher.decrypt(state)
+        if reader.mapper.compressor:
+            state = reader.mapper.compressor.decompress(state)
+        fields = dict(reader.mapper.transcoder.decode(state))
+        fields.pop("class_version", None)
+        assert isinstance(stored.originator_id, UUID)
+        record = Record(version=stored.originator_version, hash=str(fields["hash"]),
+                        prev_hash=str(fields["prev_hash"]), stream_id=stored.originator_id,
+                        event_type=event_type(object.__new__(resolve_topic(stored.topic))),
+                        fields={k: v for k, v in fields.items() if k not in ENVELOPE and k != "occurred_at"},
+                        occurred_at=fields["occurred_at"], recorded_at=fields["timestamp"])
         record.hash_at(record.version)  # fields that no longer hash are damage too
     except Exception as error:
         return Record(version=stored.originator_version, error=f"{type(error).__name__}: "

@@ -2,21 +2,62 @@
 
 from __future__ import annotations
 
+import binascii
+import os
+from base64 import b64decode
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+CIPHER_TOPIC = "eventsourcing.cipher:AESCipher"
+
+
+class CipherKeyError(ValueError):
+    """Raised when a cipher key is not base64 of 16, 24 or 32 bytes (an AES key)."""
+
+
+def check_cipher_key(key: str) -> str:
+    try:
+        raw = b64decode(key.encode(), validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise CipherKeyError("CASEWORK_CIPHER_KEY is not base64") from error
+    if len(raw) not in (16, 24, 32):
+        raise CipherKeyError(f"CASEWORK_CIPHER_KEY holds {len(raw)} bytes; an AES key has 16, 24 or 32")
+    return key
+
+
+def cipher_env(cipher_key: str | None, application: str = "casework") -> dict[str, str]:
+    """eventsourcing settings that make an Application encrypt what it stores, or not at all."""
+    # eventsourcing reads "<APP>_CIPHER_KEY" before "CIPHER_KEY", from os.environ too: only
+    # the prefixed names override what the process environment holds (CASEWORK_CIPHER_KEY
+    # *is* that prefixed name for the application called "casework").
+    prefix = application.upper() + "_"
+    if not cipher_key:
+        return {f"{prefix}CIPHER_TOPIC": "", f"{prefix}CIPHER_KEY": ""}
+    check_cipher_key(cipher_key)
+    return {f"{prefix}CIPHER_TOPIC": CIPHER_TOPIC, f"{prefix}CIPHER_KEY": cipher_key}
 
 
 class DatabaseUrlError(ValueError):
     """Raised when CASEWORK_DATABASE_URL names no store casework can use."""
 
 
-def eventsourcing_env(database_url: str, application: str = "casework") -> dict[str, str]:
-    """Settings for one eventsourcing Application.
+def eventsourcing_env(
+    database_url: str, application: str = "casework", cipher_key: str | None = None
+) -> dict[str, str]:
+    """Settings for one eventsourcing Application, encrypted at rest when a cipher key is set.
+
+    `cipher_key` None means CASEWORK_CIPHER_KEY from the environment, so every writer and
+    reader of a store agrees without being told; "" means no encryption.
 
     PostgreSQL keeps each application in its own tables (named after it); SQLite keeps
     each in its own file beside the one named, since its recorder's table name is fixed.
     `memory:` keeps everything in the process (the demo and fast unit tests).
     """
+    key = os.environ.get("CASEWORK_CIPHER_KEY") if cipher_key is None else cipher_key
+    return {**_persistence(database_url, application), **cipher_env(key, application)}
+
+
+def _persistence(database_url: str, application: str) -> dict[str, str]:
     if database_url in ("memory:", "memory://"):
         return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
     parts = urlsplit(database_url)

@@ -1,0 +1,94 @@
+"""`casework audit timeline|state|verify|keygen` as an auditor types them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from uuid import UUID
+
+import pytest
+
+from casework.audit_sign import load_private, load_public, public_raw
+from tests.unit.test_audit_helpers import Story, run_audit, tell_case
+
+
+@pytest.fixture
+def case(sqlite_url: str) -> Iterator[UUID]:
+    story = Story(sqlite_url)
+    stream = tell_case(story)
+    story.close()
+    yield stream
+
+
+def test_timeline_json_has_who_when_what_pauses_and_escalations(sqlite_url: str, case: UUID) -> None:
+    code, out = run_audit(sqlite_url, "timeline", str(case), "--json")
+    assert code == 0
+    events = out["events"]
+    assert [e["version"] for e in events] == list(range(1, 9))
+    first = events[0]
+    assert (first["occurred_at"], first["recorded_at"]) == ("2026-11-01T22:00:00+00:00", "2026-11-02T01:00:00+00:00")
+    assert (first["principal"], first["user_id"]) == ("branch:GZ01", "branch-GZ01")
+    assert events[1]["changes"] == {"status": ["received", "verified"]}
+    assert out["pauses"] == [{"from_version": 3, "to_version": 4, "reason": "photos of the cartons",
+                              "since": "2026-11-02T02:20:00+00:00", "until": "2026-11-02T04:20:00+00:00",
+                              "seconds": 7200}]
+    [escalation] = out["escalations"]
+    assert (escalation["level"], escalation["reason"]) == ("regional", "customer asks for a manager")
+    assert out["chain_ok"] is True
+
+
+def test_timeline_table_for_people(sqlite_url: str, case: UUID) -> None:
+    code, text = run_audit(sqlite_url, "timeline", str(case))
+    assert code == 0
+    assert "complaint.escalated" in text and "customer asks for a manager" in text
+    assert "waited on the customer v3–v4: 2h00m" in text
+
+
+def test_state_between_occurrence_and_recording_leaves_the_event_out(sqlite_url: str, case: UUID) -> None:
+    # Verification happened at 01:50 and was recorded at 02:00.
+    code, out = run_audit(sqlite_url, "state", str(case), "--at", "2026-11-02T09:55:00+08:00", "--json")
+    assert code == 0
+    assert (out["version"], out["state"]["status"]) == (1, "received")
+    code, out = run_audit(sqlite_url, "state", str(case), "--at", "2026-11-02T10:00:00+08:00", "--json")
+    assert (out["version"], out["state"]["status"], out["known_since"]) == (2, "verified", "2026-11-02T02:00:00+00:00")
+
+
+def test_state_by_version(sqlite_url: str, case: UUID) -> None:
+    code, out = run_audit(sqlite_url, "state", str(case), "--version", "3", "--json")
+    assert (code, out["version"], out["state"]["awaiting"]) == (0, 3, True)
+    code, text = run_audit(sqlite_url, "state", str(case), "--version", "3")
+    assert "awaiting" in text and "true" in text
+
+
+@pytest.mark.parametrize(("args", "code", "says"), [
+    (["--at", "2026-11-02T00:59:59Z"], 1, "not yet known"),
+    (["--version", "9"], 1, "has 8 versions"),
+    (["--at", "2026-11-02T10:00:00"], 2, "no UTC offset"),
+    (["--at", "2026-11-02T10:00:00Z", "--version", "2"], 2, "exactly one"),
+])
+def test_state_refuses_what_it_cannot_answer(sqlite_url: str, case: UUID, args: list[str], code: int,
+                                             says: str) -> None:
+    got, text = run_audit(sqlite_url, "state", str(case), *args)
+    assert got == code
+    assert says in text
+
+
+def test_verify_needs_a_stream_or_all(sqlite_url: str, case: UUID) -> None:
+    assert run_audit(sqlite_url, "verify")[0] == 2
+    code, text = run_audit(sqlite_url, "verify", "--all")
+    assert code == 0
+    assert "intact" in text
+
+
+def test_an_unknown_stream_is_reported(sqlite_url: str, case: UUID) -> None:
+    other = "00000000-0000-0000-0000-000000000001"
+    assert run_audit(sqlite_url, "timeline", other)[0] == 1
+    code, out = run_audit(sqlite_url, "verify", other, "--json")
+    assert (code, out["findings"][0]["kind"]) == (1, "removed")
+
+
+def test_keygen_prints_a_working_key_pair(sqlite_url: str) -> None:
+    code, keys = run_audit(sqlite_url, "keygen", "--cipher", "--json")
+    assert code == 0
+    private = load_private(keys["CASEWORK_AUDIT_SIGNING_KEY"])
+    assert public_raw(private) == public_raw(load_public(keys["CASEWORK_AUDIT_PUBLIC_KEY"]))
+    assert len(keys["CASEWORK_CIPHER_KEY"]) == 44
