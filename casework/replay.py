@@ -12,7 +12,8 @@ from uuid import UUID
 import aio_pika
 from eventsourcing.application import Application
 
-from services.intake.translate import Outgoing, outgoing
+from services.intake.translate import outgoing
+from shared.relay import Outgoing
 from shared.store import eventsourcing_env
 
 
