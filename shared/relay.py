@@ -14,12 +14,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import aio_pika
 import psycopg
 from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
+from faststream.rabbit import RabbitBroker
 from pamqp.commands import Basic
 
 from shared.faults import crash_point
@@ -40,6 +41,70 @@ class Outgoing:
 
 
 Translate = Callable[[Any, int], list[Outgoing]]
+
+
+class RelayPublisher(Protocol):
+    """Where the relay sends messages; `publish` returns only once the broker confirmed."""
+
+    async def publish(self, message: Outgoing) -> None: ...
+
+    async def reset(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class AmqpPublisher:
+    """Publishes on its own aio-pika connection: bare aio-pika confirms pipeline better than FastStream's."""
+
+    def __init__(self, amqp_url: str) -> None:
+        self.amqp_url = amqp_url
+        self.connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self.exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+
+    async def _exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
+        if self.connection is None:
+            self.connection = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1.0)
+        if name not in self.exchanges:
+            channel = await self.connection.channel(publisher_confirms=True)
+            self.exchanges = {n: await channel.get_exchange(n, ensure=False) if n else channel.default_exchange
+                              for n in ("casework.events", "casework.escalations", "")}
+        return self.exchanges[name]
+
+    async def publish(self, message: Outgoing) -> None:
+        exchange = await self._exchange(message.exchange)
+        confirm = await exchange.publish(aio_pika.Message(
+            message.body, message_id=message.message_id, headers=message.headers, content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT, correlation_id=message.correlation_id,
+        ), routing_key=message.routing_key, timeout=30)
+        if isinstance(confirm, Basic.Nack):
+            raise RuntimeError(f"broker refused {message.message_id} on {message.routing_key}")
+
+    async def reset(self) -> None:
+        self.exchanges = {}
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            await self.connection.close()
+            self.connection = None
+
+
+class BrokerPublisher:
+    """Publishes through a FastStream broker: the demo's in-process broker, or any other."""
+
+    def __init__(self, broker: RabbitBroker) -> None:
+        self.broker = broker
+
+    async def publish(self, message: Outgoing) -> None:
+        await self.broker.publish(
+            message.body, exchange=message.exchange or None, routing_key=message.routing_key,
+            message_id=message.message_id, headers=message.headers, persist=True,
+            content_type="application/json", correlation_id=message.correlation_id)
+
+    async def reset(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
 
 
 STORE_KEYS = ("PERSISTENCE_MODULE", "SQLITE_DBNAME", "POSTGRES_DBNAME", "POSTGRES_HOST", "POSTGRES_PORT",
@@ -112,15 +177,13 @@ class RelayLock:
 class Relay:
     """Follows the notification log; each page is published with confirms before its position is saved."""
 
-    def __init__(self, app: Application[Any], amqp_url: str, translate: Translate, name: str,
+    def __init__(self, app: Application[Any], target: str | RelayPublisher, translate: Translate, name: str,
                  page_size: int = 500, poll_seconds: float = 0.5,
                  on_published: Callable[[int], None] | None = None) -> None:
         self.app = app
         self.translate = translate
         self.name = name
-        self.amqp_url = amqp_url
-        self.connection: aio_pika.abc.AbstractRobustConnection | None = None
-        self.exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+        self.publisher = AmqpPublisher(target) if isinstance(target, str) else target
         self.page_size = page_size
         self.poll_seconds = poll_seconds
         self.wakeup = asyncio.Event()
@@ -140,18 +203,7 @@ class Relay:
         finally:
             listener.cancel()
             self.lock.release()
-            if self.connection is not None:
-                await self.connection.close()
-
-    async def _exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
-        """The relay publishes on its own connection: bare aio-pika confirms pipeline better."""
-        if self.connection is None:
-            self.connection = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1.0)
-        if name not in self.exchanges:
-            channel = await self.connection.channel(publisher_confirms=True)
-            self.exchanges = {n: await channel.get_exchange(n, ensure=False) if n else channel.default_exchange
-                              for n in ("casework.events", "casework.escalations", "")}
-        return self.exchanges[name]
+            await self.publisher.close()
 
     async def _lead(self) -> None:
         while not await asyncio.to_thread(self._try_lock):
@@ -190,7 +242,7 @@ class Relay:
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)
             messages.extend(self.translate(event, notification.id))
-        await asyncio.gather(*(self._publish(m) for m in messages))
+        await asyncio.gather(*(self.publisher.publish(m) for m in messages))
         crash_point("relay_after_publish")
         last = notifications[-1].id
         await asyncio.to_thread(self.tracking.insert_tracking, Tracking(self.name, last))
@@ -198,15 +250,6 @@ class Relay:
         if self.on_published:
             self.on_published(last)
         return len(notifications)
-
-    async def _publish(self, message: Outgoing) -> None:
-        exchange = await self._exchange(message.exchange)
-        confirm = await exchange.publish(aio_pika.Message(
-            message.body, message_id=message.message_id, headers=message.headers, content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT, correlation_id=message.correlation_id,
-        ), routing_key=message.routing_key, timeout=30)
-        if isinstance(confirm, Basic.Nack):
-            raise RuntimeError(f"broker refused {message.message_id} on {message.routing_key}")
 
     async def _listen(self) -> None:
         """On PostgreSQL, LISTEN for commits of any intake process."""
