@@ -20,6 +20,7 @@ from services.intake.application import IntakeApplication, Submission
 from services.intake.translate import dumps
 from shared.events import COMMANDS, MAX_BODY_BYTES, ErrorCode, Outcome, OutcomeError, parse_command
 from shared.faults import crash_point
+from shared.topology import COMMANDS as COMMANDS_EXCHANGE
 from shared.topology import DEAD, EVENTS, INTAKE_QUEUE
 
 log = logging.getLogger("casework.intake")
@@ -154,8 +155,9 @@ async def safe_ack(raw: aio_pika.IncomingMessage) -> None:
 def build_router(consumer: IntakeConsumer, prefetch: int) -> RabbitRouter:
     router = RabbitRouter()
 
-    @router.subscriber(INTAKE_QUEUE, ack_policy=AckPolicy.MANUAL, channel=Channel(prefetch_count=prefetch),
-                       decoder=raw_delivery, no_reply=True, title="casework.intake:commands")
+    @router.subscriber(INTAKE_QUEUE, COMMANDS_EXCHANGE, ack_policy=AckPolicy.MANUAL,
+                       channel=Channel(prefetch_count=prefetch), decoder=raw_delivery, no_reply=True,
+                       title="casework.intake:commands")
     async def on_command(delivery: Any) -> None:
         """Every command of the contract, from branch systems, HQ and the escalation service."""
         await consumer.receive(delivery)
