@@ -40,13 +40,26 @@ PAYLOAD_BYTES = 400
 RUN_TIMEOUT = 120.0
 SETUP_TIMEOUT = 60.0
 TEARDOWN_TIMEOUT = 30.0
+# A run during which other processes took more than this share of all CPUs is flagged.
+DISTURBED_SHARE = 0.05
 OUT_ROUTING_KEY = "complaint.case.received"
+# The live publisher runs this file as a script, so it works from any working directory.
+_THIS_FILE = Path(__file__).resolve()
 
 log = logging.getLogger(__name__)
 
 
 class CeilingTimeoutError(TimeoutError):
     """A ceiling run did not finish within its time bound."""
+
+
+@contextlib.asynccontextmanager
+async def _bounded(seconds: float, what: str) -> AsyncIterator[None]:
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError as exc:
+        raise CeilingTimeoutError(f"{what} did not finish within {seconds:g} s") from exc
 
 
 @dataclass(frozen=True)
@@ -110,9 +123,7 @@ def _messages(n: int) -> list[aio_pika.Message]:
     return out
 
 
-async def _publish_all(
-    exchange: AbstractExchange, messages: Sequence[aio_pika.Message], routing_key: str
-) -> None:
+async def _publish_all(exchange: AbstractExchange, messages: Sequence[aio_pika.Message], routing_key: str) -> None:
     """Publish with a rolling window of outstanding confirms; raises on any nack/return."""
     pending: deque[asyncio.Task[Any]] = deque()
     try:
@@ -130,15 +141,11 @@ async def _publish_all(
 class _Pipeline:
     """Consume → batch insert (one transaction) → ack → confirmed publish, for n messages."""
 
-    def __init__(
-        self, n: int, db: psycopg.AsyncConnection[Any], exchange: AbstractExchange, table: str
-    ) -> None:
+    def __init__(self, n: int, db: psycopg.AsyncConnection[Any], exchange: AbstractExchange, table: str) -> None:
         self._n = n
         self._db = db
         self._exchange = exchange
-        self._insert = sql.SQL("INSERT INTO {} (message_id, body) VALUES (%s, %s)").format(
-            sql.Identifier(table)
-        )
+        self._insert = sql.SQL("INSERT INTO {} (message_id, body) VALUES (%s, %s)").format(sql.Identifier(table))
         self._buffer: list[AbstractIncomingMessage] = []
         self._arrived = asyncio.Event()
         self._confirms: deque[asyncio.Task[Any]] = deque()
@@ -174,9 +181,7 @@ class _Pipeline:
                     if not self._buffer:
                         self._arrived.clear()
                     async with self._db.transaction():
-                        await cur.executemany(
-                            self._insert, [(m.message_id, m.body) for m in batch]
-                        )
+                        await cur.executemany(self._insert, [(m.message_id, m.body) for m in batch])
                     # Deliveries on one channel are processed in order, so one multiple-ack
                     # settles the whole batch.
                     await batch[-1].ack(multiple=True)
@@ -213,9 +218,7 @@ async def _setup(amqp: AbstractConnection, db: psycopg.AsyncConnection[Any], s: 
     channel = await amqp.channel()
     try:
         await channel.declare_queue(s.in_queue, durable=True, arguments=quorum)
-        out = await channel.declare_exchange(
-            s.out_exchange, aio_pika.ExchangeType.TOPIC, durable=True
-        )
+        out = await channel.declare_exchange(s.out_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
         # Without a bound queue the outgoing publishes would be unroutable and the broker
         # would confirm them without storing anything, inflating the ceiling.
         sink = await channel.declare_queue(s.sink_queue, durable=True, arguments=quorum)
@@ -256,9 +259,7 @@ async def _teardown(s: _Scratch, amqp_url: str, database_url: str) -> None:
 
     async def database() -> None:
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
-            await db.execute(
-                sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(s.table))
-            )
+            await db.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(s.table)))
 
     for step in (broker, database):
         try:
@@ -279,9 +280,7 @@ async def _time_pipeline(
 ) -> float:
     """Run the pipeline over n messages; msg/s from kickoff until the last confirm."""
     consume_channel: AbstractChannel = await amqp.channel(publisher_confirms=False)
-    publish_channel: AbstractChannel = await amqp.channel(
-        publisher_confirms=True, on_return_raises=True
-    )
+    publish_channel: AbstractChannel = await amqp.channel(publisher_confirms=True, on_return_raises=True)
     await consume_channel.set_qos(prefetch_count=PREFETCH)
     queue = await consume_channel.get_queue(s.in_queue, ensure=False)
     exchange = await publish_channel.get_exchange(s.out_exchange, ensure=False)
@@ -296,21 +295,17 @@ async def _time_pipeline(
         try:
             async with asyncio.timeout(RUN_TIMEOUT):
                 if sidecar is not None:
-                    done, _ = await asyncio.wait(
-                        {run, sidecar}, return_when=asyncio.FIRST_COMPLETED
-                    )
+                    done, _ = await asyncio.wait({run, sidecar}, return_when=asyncio.FIRST_COMPLETED)
                     if sidecar in done:
                         sidecar.result()
                 await run
         except TimeoutError as exc:
             raise CeilingTimeoutError(
-                f"{mode} ceiling run of {n} messages did not finish within {RUN_TIMEOUT:.0f} s"
+                f"{mode} ceiling run of {n} messages did not finish within {RUN_TIMEOUT:g} s"
                 f" ({pipeline.inserted} inserted, {pipeline.confirmed} confirmed)"
             ) from exc
         elapsed = time.perf_counter() - started
-        log.debug(
-            "%s: %d messages in %d batches, %.3f s", mode, n, pipeline.batches, elapsed
-        )
+        log.debug("%s: %d messages in %d batches, %.3f s", mode, n, pipeline.batches, elapsed)
         return n / elapsed
     finally:
         if run is not None and not run.done():
@@ -327,7 +322,7 @@ async def drain_ceiling(n: int, amqp_url: str, database_url: str) -> float:
     s = _Scratch.new()
     try:
         async with _clients(amqp_url, database_url) as (amqp, db):
-            async with asyncio.timeout(SETUP_TIMEOUT + n / 1000):
+            async with _bounded(SETUP_TIMEOUT + n / 1000, f"drain setup of {n} messages"):
                 await _setup(amqp, db, s)
                 channel = await amqp.channel(publisher_confirms=True, on_return_raises=True)
                 await _publish_all(channel.default_exchange, _messages(n), s.in_queue)
@@ -367,13 +362,13 @@ async def _live(n: int, amqp_url: str, database_url: str) -> float:
     sidecar: asyncio.Task[Any] | None = None
     try:
         async with _clients(amqp_url, database_url) as (amqp, db):
-            async with asyncio.timeout(SETUP_TIMEOUT):
+            async with _bounded(SETUP_TIMEOUT, "live setup and publisher start"):
                 await _setup(amqp, db, s)
                 # A separate interpreter, not a thread: the publisher must not share this
                 # process's GIL and event loop with the pipeline it is feeding.
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable,
-                    str(Path(__file__).resolve()),
+                    str(_THIS_FILE),
                     "--publisher-queue",
                     s.in_queue,
                     "--n",
@@ -385,9 +380,7 @@ async def _live(n: int, amqp_url: str, database_url: str) -> float:
                 assert proc.stdin is not None and proc.stdout is not None
                 line = await proc.stdout.readline()
                 if line.strip() != b"ready":
-                    raise RuntimeError(
-                        f"live publisher did not start (exit {await proc.wait()})"
-                    )
+                    raise RuntimeError(f"live publisher did not start (exit {await proc.wait()})")
 
             async def kickoff() -> float:
                 started = time.perf_counter()
@@ -404,7 +397,7 @@ async def _live(n: int, amqp_url: str, database_url: str) -> float:
 
             sidecar = asyncio.create_task(watch())
             rate = await _time_pipeline(amqp, db, s, n, "live", kickoff, sidecar)
-            async with asyncio.timeout(SETUP_TIMEOUT):
+            async with _bounded(SETUP_TIMEOUT, "live publisher exit"):
                 report = await sidecar
             log.debug("live publisher alone: %.0f msg/s", n / report["seconds"])
             return rate
@@ -426,6 +419,81 @@ def live_ceiling(n: int, amqp_url: str, database_url: str) -> float:
     return asyncio.run(_live(n, amqp_url, database_url))
 
 
+def _cpu_busy(interval: float) -> float | None:
+    """Share of all CPUs busy over interval, from /proc/stat; None where it does not exist."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]
+        return sum(ticks), ticks[3] + ticks[4]
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except (OSError, ValueError):
+        return None
+    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+# Broker and database work for the pipeline; any other process is interference.
+_PIPELINE_COMMANDS = frozenset({"beam.smp", "postgres", "epmd", "erl_child_setup", "inet_gethost"})
+
+
+def _cpu_by_pid() -> dict[int, tuple[str, float]] | None:
+    """CPU seconds used so far by each user-space process, from /proc; None without it."""
+    try:
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    usage: dict[int, tuple[str, float]] = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                raw = f.read()
+            comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+            fields = raw[raw.rindex(")") + 2 :].split()
+            # Children of kthreadd are kernel threads, mostly flushing our own writes.
+            if fields[1] == "2" or pid == 2:
+                continue
+            usage[pid] = (comm, (int(fields[11]) + int(fields[12])) / tick)
+        except (OSError, ValueError, IndexError):
+            continue
+    return usage
+
+
+def _foreign_cpu(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> float:
+    """CPU-s other processes used between two snapshots.
+
+    A lower bound: a process that started and ended in between is not seen. The live
+    publisher has exited by the second snapshot, so it is not counted either.
+    """
+    me = os.getpid()
+    total = 0.0
+    for pid, (comm, cpu) in after.items():
+        if pid == me or comm in _PIPELINE_COMMANDS:
+            continue
+        old_comm, old_cpu = before.get(pid, (comm, 0.0))
+        total += max(cpu - (old_cpu if old_comm == comm else 0.0), 0.0)
+    return total
+
+
+def wait_for_idle_cpu(timeout: float = 30.0, busy_below: float = 0.15) -> bool:
+    """Wait until the machine is nearly idle; False if it never was within timeout.
+
+    The ceiling saturates both cores, so anything else running (another test suite, a
+    service left up) lowers it; better to start in a quiet moment and say when there was none.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = _cpu_busy(1.0)
+        if busy is None or busy < busy_below:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+
+
 def _run(mode: str, n: int, amqp_url: str, database_url: str) -> float:
     if mode == "drain":
         return asyncio.run(drain_ceiling(n, amqp_url, database_url))
@@ -441,6 +509,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per mode; the median is kept")
     parser.add_argument("--mode", choices=("drain", "live", "both"), default="both")
     parser.add_argument("--json", action="store_true", help="print a JSON object")
+    parser.add_argument(
+        "--no-settle",
+        action="store_true",
+        help="do not wait (up to 30 s) for a quiet machine before each run",
+    )
     parser.add_argument("--publisher-queue", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.n < 1 or args.repeat < 1:
@@ -454,14 +527,39 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     modes = ("drain", "live") if args.mode == "both" else (args.mode,)
+    cpus = os.cpu_count() or 1
     results: dict[str, dict[str, Any]] = {}
     for mode in modes:
-        runs = []
+        runs: list[float] = []
+        foreign: list[float | None] = []
+        disturbed: list[bool] = []
         for i in range(args.repeat):
+            quiet = args.no_settle or wait_for_idle_cpu()
+            before = _cpu_by_pid()
+            started = time.monotonic()
             rate = _run(mode, args.n, amqp_url, database_url)
+            wall = time.monotonic() - started
+            after = _cpu_by_pid()
+            other = _foreign_cpu(before, after) if before and after else None
             runs.append(rate)
-            print(f"{mode} run {i + 1}/{args.repeat}: {rate:,.0f} msg/s", file=sys.stderr)
-        results[mode] = {"n": args.n, "median": statistics.median(runs), "runs": runs}
+            foreign.append(other)
+            disturbed.append(not quiet or (other or 0.0) > DISTURBED_SHARE * wall * cpus)
+            note = " (disturbed)" if disturbed[-1] else ""
+            other_text = "" if other is None else f", other processes {other:.1f} CPU-s"
+            print(
+                f"{mode} run {i + 1}/{args.repeat}: {rate:,.0f} msg/s{other_text}{note}",
+                file=sys.stderr,
+            )
+        clean = [x for x, d in zip(runs, disturbed, strict=True) if not d]
+        results[mode] = {
+            "n": args.n,
+            "median": statistics.median(runs),
+            "median_undisturbed": statistics.median(clean) if clean else None,
+            "best": max(runs),
+            "runs": runs,
+            "foreign_cpu_s": foreign,
+            "disturbed": disturbed,
+        }
 
     if args.json:
         print(
@@ -477,10 +575,16 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
         return
-    print(f"{'mode':<6} {'n':>7} {'median msg/s':>13}  runs msg/s")
+    print(f"{'mode':<6} {'n':>7} {'median msg/s':>13} {'undisturbed':>12}  runs msg/s")
     for mode, r in results.items():
-        runs_text = ", ".join(f"{x:,.0f}" for x in r["runs"])
-        print(f"{mode:<6} {r['n']:>7} {r['median']:>13,.0f}  {runs_text}")
+        runs_text = ", ".join(f"{x:,.0f}{'*' if d else ''}" for x, d in zip(r["runs"], r["disturbed"], strict=True))
+        clean_text = "—" if r["median_undisturbed"] is None else f"{r['median_undisturbed']:,.0f}"
+        print(f"{mode:<6} {r['n']:>7} {r['median']:>13,.0f} {clean_text:>12}  {runs_text}")
+    if any(any(r["disturbed"]) for r in results.values()):
+        print(
+            f"* other processes used over {DISTURBED_SHARE:.0%} of the machine during the run,"
+            " or it never went quiet before it: that figure is low"
+        )
 
 
 if __name__ == "__main__":
