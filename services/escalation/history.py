@@ -1,0 +1,70 @@
+"""Read-only access to intake's event store: the versions a case is missing, or every complaint event."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+from uuid import UUID
+
+from eventsourcing.application import Application
+
+from services.escalation.domain import Fact
+from services.escalation.translate import fact_from_body
+from services.intake.translate import event_body
+from shared.store import eventsourcing_env
+
+COMPLAINT_TOPIC = ":Complaint."
+
+
+class History(Protocol):
+    """Where missing complaint events are read from."""
+
+    def after(self, case_id: str, version: int, upto: int | None = None) -> list[Fact]: ...
+
+
+class HistoryUnavailable(RuntimeError):
+    """Raised when there is no intake store to read history from."""
+
+
+class IntakeReader(Application[UUID]):
+    """Intake's tables, read only (same name, so the same tables or file)."""
+
+    name = "casework"
+
+
+class IntakeHistory:
+    """Complaint facts straight from intake's store, which always holds every version the relay published."""
+
+    def __init__(self, app: Application[Any]) -> None:
+        self.app = app
+
+    @classmethod
+    def open(cls, database_url: str, must_exist: bool = False) -> IntakeHistory:
+        if must_exist:
+            parts = urlsplit(database_url)
+            if parts.scheme == "sqlite" and not Path(unquote(parts.path)[1:]).exists():
+                raise HistoryUnavailable(f"no intake store at {database_url}")
+        # Intake owns its tables: a reader never creates them (and never races intake doing so).
+        return cls(IntakeReader(env={**eventsourcing_env(database_url, "casework"), "CREATE_TABLE": "false"}))
+
+    def after(self, case_id: str, version: int, upto: int | None = None) -> list[Fact]:
+        """The case's facts with versions in (version, upto], in order."""
+        events = self.app.events.get(UUID(case_id), gt=version, lte=upto)
+        return [fact_from_body(event_body(event)) for event in events]
+
+    def facts(self, page: int = 1000) -> Iterator[Fact]:
+        """Every complaint fact in the order it was recorded."""
+        start = 1
+        while True:
+            notifications = self.app.recorder.select_notifications(start, page)
+            if not notifications:
+                return
+            for notification in notifications:
+                if COMPLAINT_TOPIC in notification.topic:
+                    yield fact_from_body(event_body(self.app.mapper.to_domain_event(notification)))
+            start = notifications[-1].id + 1
+
+    def close(self) -> None:
+        self.app.close()
