@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -70,7 +71,12 @@ _SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
 
 def wire_name(stream: str, event_class: type) -> str:
     """`Complaint.HandedOver` -> `complaint.handed_over`."""
-    return f"{stream}.{_SNAKE.sub('_', event_class.__name__).lower()}"
+    return _wire_name(stream, event_class.__name__)
+
+
+@lru_cache(maxsize=1024)
+def _wire_name(stream: str, class_name: str) -> str:
+    return f"{stream}.{_SNAKE.sub('_', class_name).lower()}"
 
 
 @dataclass(frozen=True)

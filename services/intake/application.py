@@ -30,7 +30,7 @@ from shared.chain import Cause, ChainedAggregate
 from shared.events import Outcome, OutcomeError
 from shared.events import commands as c
 from shared.policy import Policy
-from shared.store import eventsourcing_env
+from shared.store import eventsourcing_env, save_aggregates
 
 log = logging.getLogger("casework.intake")
 Clock = Callable[[], datetime]
@@ -145,7 +145,7 @@ class IntakeApplication(Application[UUID]):
                 correlation_id=submission.correlation_id,
             ))
             outcomes.append(outcome)
-        self.save(*[a for a in batch.touched.values() if a.pending_events])
+        save_aggregates(self, [a for a in batch.touched.values() if a.pending_events])
         return outcomes
 
     def _named_streams(self, submissions: Sequence[Submission]) -> list[UUID]:

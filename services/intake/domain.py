@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -11,19 +12,23 @@ NAMESPACE = uuid5(NAMESPACE_URL, "urn:casework")
 LEVELS = ("branch", "regional", "hq")
 
 
+@lru_cache(maxsize=65536)
 def complaint_id(branch_id: str, case_ref: str) -> UUID:
     """A case's stream id: the same branch and case_ref can never make two cases."""
     return uuid5(NAMESPACE, f"complaint:{branch_id}:{case_ref}")
 
 
+@lru_cache(maxsize=65536)
 def report_id(branch_id: str, report_ref: str) -> UUID:
     return uuid5(NAMESPACE, f"surplus:{branch_id}:{report_ref}")
 
 
+@lru_cache(maxsize=65536)
 def period_id(period: str) -> UUID:
     return uuid5(NAMESPACE, f"period:{period}")
 
 
+@lru_cache(maxsize=65536)
 def command_record_id(user_id: str, message_id: str) -> UUID:
     return uuid5(NAMESPACE, f"command:{user_id}:{message_id}")
 
