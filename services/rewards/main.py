@@ -1,0 +1,139 @@
+"""Composition root of the rewards service: application, consumer and relay on one broker, one leader per store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+from urllib.parse import urlsplit
+
+import aio_pika
+
+from casework.settings import Settings
+from services.rewards.application import Clock, RewardsApplication, utc_now
+from services.rewards.consumer import RewardsConsumer, build_router
+from services.rewards.translate import outgoing
+from shared.broker import make_broker
+from shared.policy import Policy
+from shared.relay import AmqpPublisher, Relay, RelayLock, store_settings
+from shared.topology import declare
+
+log = logging.getLogger("casework.rewards")
+
+
+def tune_gc() -> None:
+    """Collect cycles less often: the ledgers hold every entry of their period in memory."""
+    # With the default thresholds the collector keeps walking hundreds of thousands of live
+    # objects, none of them garbage: a fifth of the accrual time.
+    gc.set_threshold(100_000, 50, 1000)
+
+
+class LeadershipLost(RuntimeError):
+    """Raised when another rewards process took the store over; this one stops and may be restarted."""
+
+
+class OneConnectionPublisher(AmqpPublisher):
+    """AmqpPublisher whose first page cannot open a connection per message.
+
+    The relay publishes a page concurrently, and AmqpPublisher opens its connection lazily
+    without a guard: every message of the first page would open (and leak) its own.
+    """
+
+    def __init__(self, amqp_url: str) -> None:
+        super().__init__(amqp_url)
+        self._opening = asyncio.Lock()
+
+    async def _exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
+        if self.connection is not None and name in self.exchanges:
+            return self.exchanges[name]
+        async with self._opening:
+            return await super()._exchange(name)
+
+
+class RewardsService:
+    """Runs until `stopping` is set; then stops consuming and lets the current batch commit."""
+
+    def __init__(self, settings: Settings, policy: Policy, clock: Clock = utc_now, batch_size: int = 1000) -> None:
+        tune_gc()
+        url = settings.amqp_url_for("rewards")
+        self.settings = settings
+        self.app = RewardsApplication(policy, settings.database_url, clock=clock,
+                                      user_id=urlsplit(url).username or "guest")
+        self.broker = make_broker(url)
+        self.relay = Relay(self.app, OneConnectionPublisher(url), outgoing, "rewards.relay",
+                           settings.relay_page_size, settings.relay_poll_seconds)
+        self.consumer = RewardsConsumer(self.app, self.broker, batch_size, on_commit=self.relay.poke)
+        # Twice a batch in flight: the next batch arrives while this one commits (acks come after commit).
+        self.broker.include_router(build_router(self.consumer, max(settings.prefetch, 2 * batch_size)))
+        # One consumer per store keeps the ledgers' cache authoritative; a second writer that
+        # slipped in anyway would only meet version conflicts, never doubles.
+        self.leadership = RelayLock(store_settings(self.app), "rewards.consumer")
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        await self.broker.connect()
+        # Its own queue and bindings only: svc-rewards may configure nothing else (deploy/rabbitmq).
+        await declare(self.broker, "rewards")
+        try:
+            if not await self._lead(stopping):
+                return
+            await asyncio.to_thread(self.app.warm)
+            await self.broker.start()
+            log.info("rewards consuming casework.rewards; store %s", self.settings.database_url)
+            await self._serve(stopping)
+        finally:
+            await self.broker.stop()
+            self.leadership.release()
+            self.app.close()
+
+    async def _lead(self, stopping: asyncio.Event) -> bool:
+        """Wait to be the one rewards process of this store (or to be told to stop)."""
+        while not stopping.is_set():
+            try:
+                if await asyncio.to_thread(self.leadership.try_acquire):
+                    return True
+            except Exception as error:
+                log.warning("rewards cannot reach its store to lead (%s); retrying", error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), 1.0)
+        return False
+
+    async def _serve(self, stopping: asyncio.Event) -> None:
+        tasks = [asyncio.create_task(self.consumer.run()), asyncio.create_task(self.relay.run()),
+                 asyncio.create_task(self._keep_leading())]
+        stop = asyncio.create_task(stopping.wait())
+        done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for subscriber in self.broker.subscribers:
+            await subscriber.stop()
+        await self._drain(timeout=10.0)
+        for task in [stop, *tasks]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for task in done:
+            if task is not stop and task.exception():
+                raise task.exception()  # type: ignore[misc]
+
+    async def _keep_leading(self) -> None:
+        """The lock dies with its database session: take it back, or stop if another process has it."""
+        while True:
+            await asyncio.sleep(5.0)
+            if await asyncio.to_thread(self.leadership.still_held):
+                continue
+            while True:
+                try:
+                    acquired = await asyncio.to_thread(self.leadership.try_acquire)
+                    break
+                except Exception as error:
+                    log.warning("rewards leadership check failed (%s); retrying", error)
+                    await asyncio.sleep(1.0)
+            if not acquired:
+                raise LeadershipLost("another rewards process leads this store now")
+
+    async def _drain(self, timeout: float) -> None:
+        """Give events already taken from the queue the chance to commit and be acked."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (self.consumer.busy or not self.consumer.queue.empty()) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
