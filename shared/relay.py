@@ -60,14 +60,19 @@ class AmqpPublisher:
         self.amqp_url = amqp_url
         self.connection: aio_pika.abc.AbstractRobustConnection | None = None
         self.exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+        # A page is published concurrently: one task opens the connection, the rest wait for it.
+        self.opening = asyncio.Lock()
 
     async def _exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
-        if self.connection is None:
-            self.connection = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1.0)
-        if name not in self.exchanges:
-            channel = await self.connection.channel(publisher_confirms=True)
-            self.exchanges = {n: await channel.get_exchange(n, ensure=False) if n else channel.default_exchange
-                              for n in ("casework.events", "casework.escalations", "")}
+        if name in self.exchanges:
+            return self.exchanges[name]
+        async with self.opening:
+            if self.connection is None:
+                self.connection = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1.0)
+            if name not in self.exchanges:
+                channel = await self.connection.channel(publisher_confirms=True)
+                self.exchanges = {n: await channel.get_exchange(n, ensure=False) if n else channel.default_exchange
+                                  for n in ("casework.events", "casework.escalations", "")}
         return self.exchanges[name]
 
     async def publish(self, message: Outgoing) -> None:

@@ -304,6 +304,8 @@ class IntakeApplication(Application[UUID]):
     def _check_match(self, batch: Batch, cmd: c.SurplusReview) -> Complaint | None:
         if cmd.matched_case_id is None:
             return None
+        if not cmd.approved:
+            raise DomainError("a rejected report matches no shortage", code="match_invalid")
         complaint = batch.get(cmd.matched_case_id)
         if not isinstance(complaint, Complaint) or complaint.category != "shortage":
             raise DomainError(f"{cmd.matched_case_id} is not a shortage complaint", code="match_invalid")

@@ -330,6 +330,7 @@ class Period(ChainedAggregate):
             p.review_count += 1
 
     class Decided(ChainedAggregate.Event):
+        period: str
         decided_by: str
         review_count: int
 
@@ -337,6 +338,7 @@ class Period(ChainedAggregate):
             p.decided = True
 
     class Settled(ChainedAggregate.Event):
+        period: str
         settled_by: str
 
         def on(self, p: Any) -> None:
@@ -358,14 +360,14 @@ class Period(ChainedAggregate):
     def decide(self, cause: Cause, decided_by: str) -> None:
         if self.decided:
             raise DomainError(f"period {self.period} is already decided", code="period_decided")
-        self._record(self.Decided, cause, decided_by=decided_by, review_count=self.review_count)
+        self._record(self.Decided, cause, period=self.period, decided_by=decided_by, review_count=self.review_count)
 
     def settle(self, cause: Cause, settled_by: str) -> None:
         if not self.decided:
             raise DomainError(f"period {self.period} is not decided yet; decide it first", code="period_not_decided")
         if self.settled:
             raise DomainError(f"period {self.period} is already settled", code="period_settled")
-        self._record(self.Settled, cause, settled_by=settled_by)
+        self._record(self.Settled, cause, period=self.period, settled_by=settled_by)
 
 
 class CommandRecord(ChainedAggregate):

@@ -8,15 +8,13 @@ import gc
 import logging
 from urllib.parse import urlsplit
 
-import aio_pika
-
 from casework.settings import Settings
 from services.rewards.application import Clock, RewardsApplication, utc_now
 from services.rewards.consumer import RewardsConsumer, build_router
 from services.rewards.translate import outgoing
 from shared.broker import make_broker
 from shared.policy import Policy
-from shared.relay import AmqpPublisher, Relay, RelayLock, store_settings
+from shared.relay import Relay, RelayLock, store_settings
 from shared.topology import declare
 
 log = logging.getLogger("casework.rewards")
@@ -33,24 +31,6 @@ class LeadershipLost(RuntimeError):
     """Raised when another rewards process took the store over; this one stops and may be restarted."""
 
 
-class OneConnectionPublisher(AmqpPublisher):
-    """AmqpPublisher whose first page cannot open a connection per message.
-
-    The relay publishes a page concurrently, and AmqpPublisher opens its connection lazily
-    without a guard: every message of the first page would open (and leak) its own.
-    """
-
-    def __init__(self, amqp_url: str) -> None:
-        super().__init__(amqp_url)
-        self._opening = asyncio.Lock()
-
-    async def _exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
-        if self.connection is not None and name in self.exchanges:
-            return self.exchanges[name]
-        async with self._opening:
-            return await super()._exchange(name)
-
-
 class RewardsService:
     """Runs until `stopping` is set; then stops consuming and lets the current batch commit."""
 
@@ -61,7 +41,7 @@ class RewardsService:
         self.app = RewardsApplication(policy, settings.database_url, clock=clock,
                                       user_id=urlsplit(url).username or "guest")
         self.broker = make_broker(url)
-        self.relay = Relay(self.app, OneConnectionPublisher(url), outgoing, "rewards.relay",
+        self.relay = Relay(self.app, url, outgoing, "rewards.relay",
                            settings.relay_page_size, settings.relay_poll_seconds)
         self.consumer = RewardsConsumer(self.app, self.broker, batch_size, on_commit=self.relay.poke)
         # Twice a batch in flight: the next batch arrives while this one commits (acks come after commit).

@@ -129,11 +129,11 @@ def test_a_review_recorded_after_the_decision_falls_in_the_next_period(world: Wo
     assert b'"period":"2026-12"' in reviewed[-1]
 
 
-@pytest.mark.xfail(strict=True, reason="intake records goods_located for a rejected review (reported to the lead)")
 def test_a_rejected_review_does_not_claim_the_shortage_it_names(world: World) -> None:
     case = world.shortage()
-    world.review(world.report(ref="R-rejected"), matched=case, approved=False)
+    rejected = world.review(world.report(ref="R-rejected"), matched=case, approved=False)
 
     outcome = world.review(world.report(ref="R-real"), matched=case)
 
+    assert rejected.error is not None and rejected.error.code == "match_invalid"
     assert outcome.status == "accepted"
