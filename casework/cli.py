@@ -207,6 +207,18 @@ def subscribe_escalations(
         asyncio.run(go())
 
 
+@app.command()
+def demo(
+    amqp_url: Annotated[str | None, typer.Option(help="Play it through this RabbitMQ instead of in process.")] = None,
+    database_url: Annotated[str | None, typer.Option(help="Play it on this store instead of a scratch SQLite.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the story's key facts as JSON at the end.")] = False,
+) -> None:
+    """The whole handbook story in one process: three days of complaints, escalations and rewards in seconds."""
+    from casework.demo import run_demo
+
+    raise typer.Exit(run_demo(amqp_url=amqp_url, database_url=database_url, as_json=as_json))
+
+
 def mount() -> None:
     """Each part of the product brings its own sub-commands."""
     from casework.audit_cli import audit_app
