@@ -66,8 +66,14 @@ def replay_rebuild(
                 bar.update(task, completed=done, total=total)
 
             digests[name] = REBUILDERS[name](config, advance)
+    for result in digests.values():
+        result["equal"] = result["digest"] == result["live_digest"]
     if as_json:
         sys.stdout.write(json.dumps(digests, indent=2) + "\n")
-        return
-    for name, digest in digests.items():
-        console.print(f"{name}: {digest}")
+    else:
+        for name, result in digests.items():
+            verdict = ("[green]equals the live state[/green]" if result["equal"]
+                       else "[red]differs from the live state[/red]")
+            console.print(f"{name}: {result['items']} rebuilt; digest {result['digest'][:16]}… {verdict}")
+    if not all(result["equal"] for result in digests.values()):
+        raise typer.Exit(1)
