@@ -69,7 +69,7 @@ def test_rebuilt_digests_equal_the_live_ones(config: Settings) -> None:
 def test_a_changed_live_clock_makes_the_digests_differ(config: Settings) -> None:
     store = open_store(store_location(config.database_url))
     row = next(r for r in store.rows() if '"reached":-1' in r.state)
-    store._run("UPDATE escalation_clocks SET state = ? WHERE case_id = ?",  # noqa: SLF001
+    store._run("UPDATE escalation_clocks SET state = ? WHERE case_id = ?",
                (row.state.replace('"reached":-1', '"reached":0', 1), row.case_id))
     store.close()
     result = REBUILDERS["escalation"](config, quiet)
