@@ -33,6 +33,12 @@ def postgres(action: str) -> None:
         ["-m", "fast"] if action == "stop" else [])], check=True, timeout=60)
 
 
+def ensure_postgres() -> None:
+    if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"], check=False).returncode != 0:
+        postgres("start")
+    wait_for_postgres()
+
+
 def wait_for_postgres() -> None:
     for _ in range(60):
         if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"], check=False).returncode == 0:
@@ -96,7 +102,7 @@ async def test_postgres_stopped_for_10_seconds_under_load(amqp_url: str, databas
             await publisher
             ids = await drain_ids(amqp_url, "tap.received", 400, timeout=120)
     finally:
-        await asyncio.to_thread(postgres, "start")
+        await asyncio.to_thread(ensure_postgres)
     async with Client(amqp_url) as client:
         assert client.channel is not None
         dead = await client.channel.get_queue("casework.dead")
