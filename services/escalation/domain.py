@@ -56,6 +56,10 @@ class Timer:
             self.at, self.left = calendar.add(moment, self.left), None
 
 
+def _timer(timer: Timer | None) -> Timer | None:
+    return None if timer is None else Timer(timer.at, timer.left)
+
+
 @dataclass
 class StageClock:
     """One stage (verify, remediate, close) of one cycle of a case; a reopening starts a new cycle."""
@@ -89,6 +93,23 @@ class CaseClock:
     paused_total: timedelta = ZERO
     pauses: int = 0
     stages: dict[str, StageClock] = field(default_factory=lambda: {name: StageClock() for name in STAGES})
+
+    def copy(self) -> CaseClock:
+        """A copy the ladder may change: timers and stages are the only mutable parts.
+
+        The ladder copies a clock for every fact it applies; `copy.deepcopy` cost two thirds
+        of a rebuild.
+        """
+        clone = object.__new__(CaseClock)
+        clone.__dict__.update(self.__dict__)
+        clone.climb = _timer(self.climb)
+        clone.stages = {}
+        for name, stage in self.stages.items():
+            copied = object.__new__(StageClock)
+            copied.__dict__.update(stage.__dict__)
+            copied.due, copied.warn = _timer(stage.due), _timer(stage.warn)
+            clone.stages[name] = copied
+        return clone
 
     @property
     def rung(self) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from datetime import datetime
 
@@ -28,7 +27,7 @@ from services.escalation.rules import Rules
 
 def apply(clock: CaseClock | None, fact: Fact, rules: Rules) -> CaseClock:
     """The clock after one fact, computed under the rules in force when the fact was recorded."""
-    case = CaseClock(case_id=fact.case_id, branch_id=fact.branch_id) if clock is None else copy.deepcopy(clock)
+    case = CaseClock(case_id=fact.case_id, branch_id=fact.branch_id) if clock is None else clock.copy()
     handler = _HANDLERS.get(fact.kind)
     if handler is not None:
         handler(case, fact, rules)
@@ -193,7 +192,7 @@ def due_at(case: CaseClock) -> datetime | None:
 
 def fire(case: CaseClock, now: datetime, rules: Rules) -> tuple[CaseClock, list[Effect]]:
     """Do everything due by `now`, each at most once; what to publish comes back as effects."""
-    case = copy.deepcopy(case)
+    case = case.copy()
     effects: list[Effect] = []
     while (action := next_action(case)) is not None and action.at <= now:
         effects.extend(_perform(case, action, now, rules))
@@ -206,7 +205,7 @@ def settle(case: CaseClock, until: datetime, rules: Rules) -> CaseClock:
     Rebuilding from history uses this: escalations are known from the recorded `escalated`
     events, so one missing from history is still owed and stays due.
     """
-    case = copy.deepcopy(case)
+    case = case.copy()
     while (action := next_action(case)) is not None and action.at <= until:
         if action.kind == "climb" or (action.kind == "lapse" and case.rung < TOP):
             break

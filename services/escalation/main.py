@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 
+from faststream.rabbit import RabbitBroker
+
 from casework.settings import Settings
 from services.escalation.application import EscalationApplication
 from services.escalation.clock import Clock, utc_now
@@ -24,17 +26,22 @@ log = logging.getLogger("casework.escalation")
 
 
 class EscalationService:
-    """Runs until `stopping` is set; clocks are durable, so a restart fires what lapsed meanwhile, once."""
+    """Runs until `stopping` is set; clocks are durable, so a restart fires what lapsed meanwhile, once.
+
+    A `broker` passed in is hosted: its owner connects, declares, starts and stops it (the
+    demo's in-process broker, which hands the consumer its deliveries).
+    """
 
     def __init__(self, settings: Settings, policy: Policy, clock: Clock = utc_now,
-                 options: EscalationSettings | None = None) -> None:
+                 options: EscalationSettings | None = None, broker: RabbitBroker | None = None) -> None:
         self.settings = settings
         self.policy = policy
         self.clock = clock
         self.options = options or EscalationSettings()
         self.location = self.options.store_url or store_location(settings.database_url)
         url = settings.amqp_url_for("escalation")
-        self.broker = make_broker(url)
+        self.hosted = broker is not None
+        self.broker = broker if broker is not None else make_broker(url)
         self.publisher = EffectPublisher(self.broker, user_of(url), clock)
         self.store: ClockStore | None = None
         self.history: IntakeHistory | None = None
@@ -60,23 +67,26 @@ class EscalationService:
             listen(self.scheduler.poke)
         self.consumer = EscalationConsumer(self.app, o.batch_size, on_due=self.scheduler.notify)
         self.broker.include_router(build_router(self.consumer, o.prefetch))
-        await self.broker.connect()
-        await declare(self.broker)
-        await self.broker.start()
+        if not self.hosted:
+            await self.broker.connect()
+            await declare(self.broker)
+            await self.broker.start()
         log.info("escalation consuming casework.escalation; clocks in %s; policy %s",
                  self.location.split("@")[-1], self.policy.version)
         tasks = [asyncio.create_task(self.consumer.run()), asyncio.create_task(self.scheduler.run())]
         self.ready.set()
         stop = asyncio.create_task(stopping.wait())
         done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        for subscriber in self.broker.subscribers:
-            await subscriber.stop()
+        if not self.hosted:
+            for subscriber in self.broker.subscribers:
+                await subscriber.stop()
         await self._drain(timeout=10.0)
         for task in [stop, *tasks]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.broker.stop()
+        if not self.hosted:
+            await self.broker.stop()
         self.close()
         for task in done:
             if task is not stop and task.exception():

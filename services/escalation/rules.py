@@ -21,15 +21,19 @@ class Rules:
         self.version = policy.version
         self.warning_at = policy.sla.warning_at
         self.ladder_step = policy.sla.ladder_step
+        self._calendars: dict[str, BusinessCalendar] = {}
 
     def deadline(self, stage: str, category: str) -> dt.timedelta | None:
         return self.policy.sla.deadline(stage, category)
 
     def calendar(self, branch_id: str) -> BusinessCalendar:
         """The working time of the branch's region; a branch the policy no longer names works 24x7."""
-        if branch_id in self.policy.organisation.branches:
-            return BusinessCalendar.from_spec(self.policy.calendar_for_branch(branch_id))
-        return BusinessCalendar.from_spec(TWENTY_FOUR_SEVEN)
+        found = self._calendars.get(branch_id)
+        if found is None:
+            spec = (self.policy.calendar_for_branch(branch_id) if branch_id in self.policy.organisation.branches
+                    else TWENTY_FOUR_SEVEN)
+            found = self._calendars[branch_id] = BusinessCalendar.from_spec(spec)
+        return found
 
     def department(self, category: str) -> str:
         return self.policy.department_for(category)
