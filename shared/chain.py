@@ -6,9 +6,9 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 from uuid import UUID
 

@@ -140,15 +140,15 @@ async def test_branch_acts_for_itself_not_for_another(
 ) -> None:
     from shared.policy import load_policy
 
-    name, url, policy_path = branch_user
+    _, url, policy_path = branch_user
     async with Client(amqp_url) as admin:
         await admin.declare_topology()
         outcomes = await admin.tap("casework.events", "command.#")
-        async with running(intake_service(amqp_url, database_url, policy=load_policy(policy_path))):
-            async with Client(url) as branch:
-                own = await branch.publish("complaint.receive", complaint_body(branch_id="GZ01"))
-                other = await branch.publish("complaint.receive", complaint_body(branch_id="SZ02"))
-                mine, theirs = await outcomes.outcome_for(own), await outcomes.outcome_for(other)
+        service = intake_service(amqp_url, database_url, policy=load_policy(policy_path))
+        async with running(service), Client(url) as branch:
+            own = await branch.publish("complaint.receive", complaint_body(branch_id="GZ01"))
+            other = await branch.publish("complaint.receive", complaint_body(branch_id="SZ02"))
+            mine, theirs = await outcomes.outcome_for(own), await outcomes.outcome_for(other)
     assert mine["status"] == "accepted"
     assert (theirs["status"], theirs["error"]["code"]) == ("rejected", "not_your_branch")
 
