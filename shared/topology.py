@@ -37,15 +37,22 @@ BINDINGS: dict[str, tuple[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]], .
 }
 
 
+EXCHANGES: dict[str, tuple[RabbitExchange, ...]] = {
+    "intake": (COMMANDS, EVENTS, ESCALATIONS, DEAD),
+    "escalation": (COMMANDS, EVENTS, ESCALATIONS),
+    "rewards": (EVENTS,),
+}
+
+
 async def declare(broker: RabbitBroker, service: str | None = None) -> None:
     """Declare the contract's exchanges, queues and bindings; safe to repeat.
 
-    With a service named, only that service's own queue and bindings: in production each
-    service's RabbitMQ user may configure nothing else (deploy/rabbitmq/definitions.json).
+    With a service named, only the exchanges it uses and its own queue and bindings: in
+    production each service's RabbitMQ user may configure nothing else
+    (deploy/rabbitmq/definitions.json), and any service may start first.
     """
-    if service is None:
-        for exchange in (COMMANDS, EVENTS, ESCALATIONS, DEAD):
-            await broker.declare_exchange(exchange)
+    for exchange in EXCHANGES["intake" if service is None else service]:
+        await broker.declare_exchange(exchange)
     for part in BINDINGS if service is None else (service,):
         for queue, exchange, keys in BINDINGS[part]:
             declared = await broker.declare_queue(queue)
