@@ -6,46 +6,57 @@ import asyncio
 import contextlib
 import logging
 
+from faststream.rabbit import RabbitBroker
+
 from casework.settings import Settings
 from services.intake.application import Clock, IntakeApplication, utc_now
 from services.intake.consumer import IntakeConsumer, build_router
 from services.intake.translate import outgoing
 from shared.broker import make_broker
 from shared.policy import Policy
-from shared.relay import Relay
+from shared.relay import Relay, RelayPublisher
 from shared.topology import declare
 
 log = logging.getLogger("casework.intake")
 
 
 class IntakeService:
-    """Runs until `stopping` is set; then stops consuming and lets the current batch commit."""
+    """Runs until `stopping` is set; then stops consuming and lets the current batch commit.
 
-    def __init__(self, settings: Settings, policy: Policy, clock: Clock = utc_now) -> None:
+    A `broker` passed in is hosted: its owner connects, declares, starts and stops it (the
+    demo's in-process broker); `relay_publisher` replaces the relay's own AMQP connection.
+    """
+
+    def __init__(self, settings: Settings, policy: Policy, clock: Clock = utc_now,
+                 broker: RabbitBroker | None = None, relay_publisher: RelayPublisher | None = None) -> None:
         self.settings = settings
         self.app = IntakeApplication(policy, settings.database_url, clock=clock)
-        self.broker = make_broker(settings.amqp_url_for("intake"))
-        self.relay = Relay(self.app, settings.amqp_url_for("intake"), outgoing, "casework.relay",
+        self.hosted = broker is not None
+        self.broker = broker if broker is not None else make_broker(settings.amqp_url_for("intake"))
+        self.relay = Relay(self.app, relay_publisher or settings.amqp_url_for("intake"), outgoing, "casework.relay",
                            settings.relay_page_size, settings.relay_poll_seconds)
         self.consumer = IntakeConsumer(self.app, self.broker, settings.intake_batch_size, on_commit=self.relay.poke)
         self.broker.include_router(build_router(self.consumer, settings.prefetch))
 
     async def run(self, stopping: asyncio.Event) -> None:
-        await self.broker.connect()
-        await declare(self.broker)
-        await self.broker.start()
+        if not self.hosted:
+            await self.broker.connect()
+            await declare(self.broker)
+            await self.broker.start()
         log.info("intake consuming casework.intake; store %s", self.settings.database_url)
         tasks = [asyncio.create_task(self.consumer.run()), asyncio.create_task(self.relay.run())]
         stop = asyncio.create_task(stopping.wait())
         done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        for subscriber in self.broker.subscribers:
-            await subscriber.stop()
+        if not self.hosted:
+            for subscriber in self.broker.subscribers:
+                await subscriber.stop()
         await self._drain(timeout=10.0)
         for task in [stop, *tasks]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.broker.stop()
+        if not self.hosted:
+            await self.broker.stop()
         self.app.close()
         for task in done:
             if task is not stop and task.exception():

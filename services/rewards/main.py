@@ -8,13 +8,15 @@ import gc
 import logging
 from urllib.parse import urlsplit
 
+from faststream.rabbit import RabbitBroker
+
 from casework.settings import Settings
 from services.rewards.application import Clock, RewardsApplication, utc_now
 from services.rewards.consumer import RewardsConsumer, build_router
 from services.rewards.translate import outgoing
 from shared.broker import make_broker
 from shared.policy import Policy
-from shared.relay import Relay, RelayLock, store_settings
+from shared.relay import Relay, RelayLock, RelayPublisher, store_settings
 from shared.topology import declare
 
 log = logging.getLogger("casework.rewards")
@@ -32,16 +34,22 @@ class LeadershipLost(RuntimeError):
 
 
 class RewardsService:
-    """Runs until `stopping` is set; then stops consuming and lets the current batch commit."""
+    """Runs until `stopping` is set; then stops consuming and lets the current batch commit.
 
-    def __init__(self, settings: Settings, policy: Policy, clock: Clock = utc_now, batch_size: int = 1000) -> None:
+    A `broker` passed in is hosted: its owner connects, declares, starts and stops it (the
+    demo's in-process broker); `relay_publisher` replaces the relay's own AMQP connection.
+    """
+
+    def __init__(self, settings: Settings, policy: Policy, clock: Clock = utc_now, batch_size: int = 1000,
+                 broker: RabbitBroker | None = None, relay_publisher: RelayPublisher | None = None) -> None:
         tune_gc()
         url = settings.amqp_url_for("rewards")
         self.settings = settings
         self.app = RewardsApplication(policy, settings.database_url, clock=clock,
                                       user_id=urlsplit(url).username or "guest")
-        self.broker = make_broker(url)
-        self.relay = Relay(self.app, url, outgoing, "rewards.relay",
+        self.hosted = broker is not None
+        self.broker = broker if broker is not None else make_broker(url)
+        self.relay = Relay(self.app, relay_publisher or url, outgoing, "rewards.relay",
                            settings.relay_page_size, settings.relay_poll_seconds)
         self.consumer = RewardsConsumer(self.app, self.broker, batch_size, on_commit=self.relay.poke)
         # Twice a batch in flight: the next batch arrives while this one commits (acks come after commit).
@@ -51,18 +59,21 @@ class RewardsService:
         self.leadership = RelayLock(store_settings(self.app), "rewards.consumer")
 
     async def run(self, stopping: asyncio.Event) -> None:
-        await self.broker.connect()
-        # Its own queue and bindings only: svc-rewards may configure nothing else (deploy/rabbitmq).
-        await declare(self.broker, "rewards")
+        if not self.hosted:
+            await self.broker.connect()
+            # Its own queue and bindings only: svc-rewards may configure nothing else (deploy/rabbitmq).
+            await declare(self.broker, "rewards")
         try:
             if not await self._lead(stopping):
                 return
             await asyncio.to_thread(self.app.warm)
-            await self.broker.start()
+            if not self.hosted:
+                await self.broker.start()
             log.info("rewards consuming casework.rewards; store %s", self.settings.database_url)
             await self._serve(stopping)
         finally:
-            await self.broker.stop()
+            if not self.hosted:
+                await self.broker.stop()
             self.leadership.release()
             self.app.close()
 
@@ -83,8 +94,9 @@ class RewardsService:
                  asyncio.create_task(self._keep_leading())]
         stop = asyncio.create_task(stopping.wait())
         done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        for subscriber in self.broker.subscribers:
-            await subscriber.stop()
+        if not self.hosted:
+            for subscriber in self.broker.subscribers:
+                await subscriber.stop()
         await self._drain(timeout=10.0)
         for task in [stop, *tasks]:
             task.cancel()
