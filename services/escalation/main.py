@@ -69,7 +69,7 @@ class EscalationService:
         self.broker.include_router(build_router(self.consumer, o.prefetch))
         if not self.hosted:
             await self.broker.connect()
-            await declare(self.broker)
+            await declare(self.broker, "escalation")
             await self.broker.start()
         log.info("escalation consuming casework.escalation; clocks in %s; policy %s",
                  self.location.split("@")[-1], self.policy.version)
