@@ -65,29 +65,37 @@ class Scratch:
         return urlunsplit((p.scheme, p.netloc, "/" + self.db, "", ""))
 
 
+RELAY_APART = False  # --relay-apart: intake and its relay in two processes
+
+
 class Service:
-    """`casework run --only intake` as its own process, so its RSS is its own."""
+    """`casework run --only intake` as its own process (and its relay in another with --relay-apart)."""
 
     def __init__(self, scratch: Scratch) -> None:
-        self.env = {**os.environ, "CASEWORK_AMQP_URL": scratch.amqp_url, "CASEWORK_DATABASE_URL": scratch.database_url}
+        self.env = {**os.environ, "CASEWORK_AMQP_URL": scratch.amqp_url, "CASEWORK_DATABASE_URL": scratch.database_url,
+                    "CASEWORK_INTAKE_RELAY": "false" if RELAY_APART else "true"}
         self.log = tempfile.NamedTemporaryFile(prefix="bench-intake-", suffix=".log", delete=False)  # noqa: SIM115
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "casework", "run", "--only", "intake"], env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        for only in ("intake", "relay") if RELAY_APART else ("intake",):
+            self.procs.append(subprocess.Popen([sys.executable, "-m", "casework", "run", "--only", only],
+                                               env=self.env, stdout=self.log, stderr=subprocess.STDOUT))
 
     def peak_rss_mb(self) -> float:
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        """The largest peak resident set of the service's processes."""
+        peaks = []
+        for proc in self.procs:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+        return max(peaks, default=float("nan"))
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=60)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=60)
 
 
 async def declare(url: str) -> None:
@@ -237,14 +245,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="commands/s for the latency run")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of the latency run")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the raw ceiling runs")
+    parser.add_argument("--relay-apart", action="store_true",
+                        help="run intake's relay in its own process (casework run --only relay)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--publish-only", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global RELAY_APART  # noqa: PLW0603
+    RELAY_APART = args.relay_apart
     if args.publish_only:
         url, n, tag = args.publish_only
         asyncio.run(publish(url, int(n), tag))
         return
-    results: dict[str, Any] = {"n": args.n}
+    results: dict[str, Any] = {"n": args.n, "relay_apart": args.relay_apart}
     print(f"live: {args.n} commands from a separate publisher process …", file=sys.stderr)
     results["live"] = asyncio.run(live(args.n))
     print(f"drain: {args.n} commands queued, then the service started …", file=sys.stderr)

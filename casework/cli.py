@@ -44,7 +44,8 @@ def configure_logging(verbose: bool) -> None:
 
 @app.command()
 def run(
-    only: Annotated[str, typer.Option(help="Comma-separated services.")] = "intake,escalation,rewards",
+    only: Annotated[str, typer.Option(help="Comma-separated: intake, relay (intake's relay apart), "
+                                            "escalation, rewards.")] = "intake,escalation,rewards",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run services until SIGINT/SIGTERM (then stop consuming and finish the current batch)."""

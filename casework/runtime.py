@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import signal
@@ -10,7 +11,14 @@ from typing import Protocol
 
 from casework.settings import Settings
 
-SERVICES = ("intake", "escalation", "rewards")
+SERVICES = ("intake", "relay", "escalation", "rewards")
+# Service name -> (module, class). `relay` is intake's relay in a process of its own.
+FACTORIES = {
+    "intake": ("services.intake.main", "IntakeService"),
+    "relay": ("services.intake.main", "RelayService"),
+    "escalation": ("services.escalation.main", "EscalationService"),
+    "rewards": ("services.rewards.main", "RewardsService"),
+}
 log = logging.getLogger("casework")
 
 
@@ -22,13 +30,24 @@ def build(name: str, settings: Settings) -> Service:
     """Import only what the chosen services need."""
     if name not in SERVICES:
         raise ValueError(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
-    module = importlib.import_module(f"services.{name}.main")
-    factory = getattr(module, f"{name.capitalize()}Service")
+    module_name, class_name = FACTORIES[name]
+    factory = getattr(importlib.import_module(module_name), class_name)
     service: Service = factory(settings, settings.load_policy())
     return service
 
 
+def tune_gc() -> None:
+    """Collect cycles less often: services hold many long-lived objects and make little garbage.
+
+    With the default thresholds the collector keeps walking live aggregates and ledgers:
+    about a fifth of intake's and rewards' time under load.
+    """
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
+
+
 async def run(names: list[str], settings: Settings) -> None:
+    tune_gc()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     prefetch: int = Field(default=400, ge=1, le=5000)
     relay_page_size: int = Field(default=500, ge=1, le=5000)
     relay_poll_seconds: float = Field(default=0.5, gt=0)
+    # Run intake's relay inside the intake process; false when `casework run --only relay` runs it apart.
+    intake_relay: bool = True
     cipher_key: str | None = None
 
     def amqp_url_for(self, service: str) -> str:

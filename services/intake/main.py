@@ -35,7 +35,10 @@ class IntakeService:
         self.broker = broker if broker is not None else make_broker(settings.amqp_url_for("intake"))
         self.relay = Relay(self.app, relay_publisher or settings.amqp_url_for("intake"), outgoing, "casework.relay",
                            settings.relay_page_size, settings.relay_poll_seconds)
-        self.consumer = IntakeConsumer(self.app, self.broker, settings.intake_batch_size, on_commit=self.relay.poke)
+        # With the relay in its own process (`casework run --only relay`), PostgreSQL's NOTIFY wakes it.
+        self.relay_here = settings.intake_relay
+        self.consumer = IntakeConsumer(self.app, self.broker, settings.intake_batch_size,
+                                       on_commit=self.relay.poke if self.relay_here else None)
         self.broker.include_router(build_router(self.consumer, settings.prefetch))
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -44,7 +47,9 @@ class IntakeService:
             await declare(self.broker)
             await self.broker.start()
         log.info("intake consuming casework.intake; store %s", self.settings.database_url)
-        tasks = [asyncio.create_task(self.consumer.run()), asyncio.create_task(self.relay.run())]
+        tasks = [asyncio.create_task(self.consumer.run())]
+        if self.relay_here:
+            tasks.append(asyncio.create_task(self.relay.run()))
         stop = asyncio.create_task(stopping.wait())
         done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
         if not self.hosted:
@@ -68,3 +73,21 @@ class IntakeService:
         while not self.consumer.queue.empty() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.1)
+
+
+class RelayService:
+    """Intake's relay alone, for a process of its own: it publishes what any intake process recorded."""
+
+    def __init__(self, settings: Settings, policy: Policy, clock: Clock = utc_now) -> None:
+        self.app = IntakeApplication(policy, settings.database_url, clock=clock)
+        self.relay = Relay(self.app, settings.amqp_url_for("intake"), outgoing, "casework.relay",
+                           settings.relay_page_size, settings.relay_poll_seconds)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        log.info("relay following the intake store")
+        task = asyncio.create_task(self.relay.run())
+        await asyncio.wait([task, asyncio.create_task(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        self.app.close()
