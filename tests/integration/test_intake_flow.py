@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 
 from tests.support.live import Client, complaint_body, intake_service, running
@@ -22,3 +25,25 @@ async def test_complaint_is_recorded_answered_and_published(amqp_url: str, datab
     assert event.routing_key == "complaint.received.GZ01"
     assert event.message_id == f"{outcome['stream_id']}:1"
     assert event.headers["x-casework-version"] == 1
+
+
+async def test_relay_in_its_own_process_publishes_what_intake_records(amqp_url: str, database_url: str) -> None:
+    """Intake without its relay records; a separate relay, woken by NOTIFY, publishes."""
+    from casework.settings import Settings
+    from services.intake.main import RelayService
+    from shared.policy import load_policy
+
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        events = await client.tap("casework.events", "complaint.#")
+        relay = lambda: RelayService(Settings(amqp_url=amqp_url, database_url=database_url,  # noqa: E731
+                                              relay_poll_seconds=30), load_policy())
+        async with running(intake_service(amqp_url, database_url, intake_relay=False)):
+            await client.publish("complaint.receive", complaint_body(case_ref="APART-1"))
+            await asyncio.sleep(1.0)
+            assert await events.settle(quiet=0.5) == [], "intake alone publishes nothing"
+            async with running(relay):
+                await asyncio.sleep(0.5)
+                await client.publish("complaint.receive", complaint_body(case_ref="APART-2"))
+                received = await events.collect(2, timeout=10)
+    assert sorted(json.loads(m.body)["case_ref"] for m in received) == ["APART-1", "APART-2"]
