@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from eventsourcing.persistence import Tracking
 from faststream.rabbit import RabbitBroker
 from pamqp.commands import Basic
 
+from shared.chain import own_fields
 from shared.faults import crash_point
 
 log = logging.getLogger("casework.relay")
@@ -41,6 +43,34 @@ class Outgoing:
 
 
 Translate = Callable[[Any, int], list[Outgoing]]
+
+
+def dumps(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def event_envelope(event: Any, event_type: str) -> dict[str, Any]:
+    """A recorded chained event as the contract publishes it: the envelope, then its own fields."""
+    return {
+        "schema_version": 1,
+        "stream_id": str(event.originator_id),
+        "version": event.originator_version,
+        "event": event_type,
+        "occurred_at": event.occurred_at.isoformat(),
+        "recorded_at": event.timestamp.isoformat(),
+        "branch_id": getattr(event, "branch_id", "HQ"),
+        "hash": event.hash,
+        "prev_hash": event.prev_hash,
+        **{k: v for k, v in own_fields(event).items() if k != "branch_id"},
+    }
+
+
+def event_message(body: dict[str, Any], position: int, exchange: str = "casework.events") -> Outgoing:
+    """`<stream>.<event>.<branch_id>` with message id `<stream_id>:<version>` and the contract's headers."""
+    headers = {"x-casework-position": position, "x-casework-stream": body["stream_id"],
+               "x-casework-version": body["version"]}
+    return Outgoing(exchange, f"{body['event']}.{body['branch_id']}", f"{body['stream_id']}:{body['version']}",
+                    dumps(body), headers)
 
 
 class RelayPublisher(Protocol):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -12,22 +11,13 @@ from pydantic import ValidationError
 from services.escalation.domain import Escalation, Fact, Lapse, StageWarning
 from shared.events import EventMessage, WarningNotice
 from shared.events.commands import ComplaintEscalate, LapseReason
+from shared.relay import Outgoing
 
 OWN_COMMANDS = "escalate:"
 
 
 class NotAComplaintEvent(ValueError):
     """Raised when a message on the escalation queue is not a complaint event."""
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One message the service publishes: exchange, routing key, deterministic id, JSON body."""
-
-    exchange: str
-    routing_key: str
-    message_id: str
-    body: bytes
 
 
 def _utc(moment: datetime) -> datetime:

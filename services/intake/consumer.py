@@ -17,7 +17,6 @@ from faststream.rabbit import Channel, RabbitBroker, RabbitMessage, RabbitRouter
 from pydantic import ValidationError
 
 from services.intake.application import IntakeApplication, Submission
-from services.intake.translate import dumps
 from shared.events import COMMANDS, MAX_BODY_BYTES, ErrorCode, Outcome, OutcomeError, parse_command
 from shared.faults import crash_point
 from shared.topology import COMMANDS as COMMANDS_EXCHANGE
@@ -173,4 +172,4 @@ async def raw_delivery(message: RabbitMessage) -> Any:
     return message.raw_message
 
 
-__all__ = ["IntakeConsumer", "Malformed", "build_router", "dumps", "read_submission"]
+__all__ = ["IntakeConsumer", "Malformed", "build_router", "read_submission"]

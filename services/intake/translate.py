@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from uuid import UUID
 
 from services.intake.domain import CommandRecord, Complaint, Period, SurplusReport
-from shared.chain import ChainedAggregate, own_fields, wire_name
+from shared.chain import ChainedAggregate, wire_name
 from shared.events import EscalationNotice, Outcome, OutcomeError
-from shared.relay import Outgoing
+from shared.relay import Outgoing, event_envelope, event_message
 
 STREAMS: dict[str, type[ChainedAggregate]] = {
     "Complaint": Complaint, "SurplusReport": SurplusReport, "Period": Period, "CommandRecord": CommandRecord,
@@ -21,24 +20,9 @@ def event_type(event: Any) -> str:
     return wire_name(aggregate.STREAM, type(event))
 
 
-def dumps(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str).encode()
-
-
 def event_body(event: Any) -> dict[str, Any]:
     """The contract's envelope followed by the event's own fields."""
-    return {
-        "schema_version": 1,
-        "stream_id": str(event.originator_id),
-        "version": event.originator_version,
-        "event": event_type(event),
-        "occurred_at": event.occurred_at.isoformat(),
-        "recorded_at": event.timestamp.isoformat(),
-        "branch_id": getattr(event, "branch_id", "HQ"),
-        "hash": event.hash,
-        "prev_hash": event.prev_hash,
-        **{k: v for k, v in own_fields(event).items() if k != "branch_id"},
-    }
+    return event_envelope(event, event_type(event))
 
 
 def outgoing(event: Any, position: int) -> list[Outgoing]:
@@ -48,8 +32,7 @@ def outgoing(event: Any, position: int) -> list[Outgoing]:
                "x-casework-version": event.originator_version}
     if isinstance(event, CommandRecord.Processed):
         return outcome_messages(event, message_id, headers)
-    body = event_body(event)
-    messages = [Outgoing("casework.events", f"{body['event']}.{body['branch_id']}", message_id, dumps(body), headers)]
+    messages = [event_message(event_body(event), position)]
     if isinstance(event, Complaint.Escalated):
         messages.append(escalation_notice(event, message_id, headers))
     return messages
