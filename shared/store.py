@@ -5,11 +5,12 @@ from __future__ import annotations
 import binascii
 import os
 from base64 import b64decode
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import psycopg
 from eventsourcing.application import Application, ProcessingEvent
 
 CIPHER_TOPIC = "eventsourcing.cipher:AESCipher"
@@ -59,6 +60,29 @@ def eventsourcing_env(
     """
     key = os.environ.get("CASEWORK_CIPHER_KEY") if cipher_key is None else cipher_key
     return {**_persistence(database_url, application), **cipher_env(key, application)}
+
+
+SCHEMA_LOCK = 0x6361736573636865  # one advisory lock for every casework process creating tables
+
+
+def open_application(init: Callable[[], None], env: dict[str, str]) -> None:
+    """Run an Application's `__init__`, which creates its tables, one process at a time.
+
+    Processes starting together on a fresh PostgreSQL database (two intake replicas, or
+    intake and its relay) race on `CREATE TABLE IF NOT EXISTS` and on the types and
+    functions it creates; an advisory lock makes them take turns.
+    """
+    if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
+        init()
+        return
+    with psycopg.connect(dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
+                         user=env["POSTGRES_USER"], password=env.get("POSTGRES_PASSWORD", ""), autocommit=True,
+                         connect_timeout=10) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+        try:
+            init()
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
 
 
 def save_aggregates(app: Application[Any], aggregates: Iterable[Any]) -> None:

@@ -30,7 +30,7 @@ from shared.chain import Cause, ChainedAggregate
 from shared.events import Outcome, OutcomeError
 from shared.events import commands as c
 from shared.policy import Policy
-from shared.store import eventsourcing_env, save_aggregates
+from shared.store import eventsourcing_env, open_application, save_aggregates
 
 log = logging.getLogger("casework.intake")
 Clock = Callable[[], datetime]
@@ -98,7 +98,8 @@ class IntakeApplication(Application[UUID]):
                  env: dict[str, str] | None = None) -> None:
         self.policy = policy
         self.clock = clock
-        super().__init__(env={**eventsourcing_env(database_url, "casework"), **(env or {})})
+        settings = {**eventsourcing_env(database_url, "casework"), **(env or {})}
+        open_application(lambda: super(IntakeApplication, self).__init__(env=settings), settings)
 
     # -- the one use case -------------------------------------------------------------
     def submit(self, submissions: Sequence[Submission]) -> list[Outcome]:

@@ -33,7 +33,7 @@ from services.rewards.workspace import Cache, Work
 from shared.chain import Cause
 from shared.events import EventMessage
 from shared.policy import Policy
-from shared.store import eventsourcing_env
+from shared.store import eventsourcing_env, open_application
 
 log = logging.getLogger("casework.rewards")
 Clock = Callable[[], datetime]
@@ -65,7 +65,8 @@ class RewardsApplication(Application[UUID]):
         self.clock = clock
         self.user_id = user_id
         self.cache = Cache(claim_cache)
-        super().__init__(env={**eventsourcing_env(database_url, "rewards"), **(env or {})})
+        settings = {**eventsourcing_env(database_url, "rewards"), **(env or {})}
+        open_application(lambda: super(RewardsApplication, self).__init__(env=settings), settings)
 
     # -- reading -----------------------------------------------------------------------
     def _load(self, aggregate_id: UUID) -> Any | None:

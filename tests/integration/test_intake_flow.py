@@ -47,3 +47,26 @@ async def test_relay_in_its_own_process_publishes_what_intake_records(amqp_url: 
                 await client.publish("complaint.receive", complaint_body(case_ref="APART-2"))
                 received = await events.collect(2, timeout=10)
     assert sorted(json.loads(m.body)["case_ref"] for m in received) == ["APART-1", "APART-2"]
+
+
+def test_processes_starting_together_on_a_fresh_database_all_open_it(database_url: str) -> None:
+    """Several intake replicas (or intake and its relay) creating the tables at once."""
+    import threading
+
+    from services.intake.application import IntakeApplication
+    from shared.policy import load_policy
+
+    errors: list[str] = []
+
+    def start() -> None:
+        try:
+            IntakeApplication(load_policy(), database_url).close()
+        except Exception as error:
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
