@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="commands/s for the latency run")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of the latency run")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the raw ceiling runs")
+    parser.add_argument("--only", choices=("live", "drain", "latency"), help="run one measure alone")
     parser.add_argument("--relay-apart", action="store_true",
                         help="run intake's relay in its own process (casework run --only relay)")
     parser.add_argument("--json", action="store_true")
@@ -257,6 +258,11 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(publish(url, int(n), tag))
         return
     results: dict[str, Any] = {"n": args.n, "relay_apart": args.relay_apart}
+    if args.only == "latency":
+        lat = asyncio.run(latency(args.rate, args.seconds))
+        print(f"latency at {args.rate:.0f}/s: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
+              f"max {lat['max_ms']:.1f} ms ({lat['answered']}/{lat['n']} answered), peak RSS {lat['rss_mb']:.0f} MB")
+        return
     print(f"live: {args.n} commands from a separate publisher process …", file=sys.stderr)
     results["live"] = asyncio.run(live(args.n))
     print(f"drain: {args.n} commands queued, then the service started …", file=sys.stderr)
