@@ -9,13 +9,17 @@ from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 from eventsourcing.application import Application
+from eventsourcing.utils import get_topic
 
 from services.escalation.domain import Fact
-from services.escalation.translate import fact_from_body
-from services.intake.translate import event_body
+from services.escalation.translate import fact_from_event
+from services.intake.domain import Complaint
+from services.intake.translate import event_type
 from shared.store import eventsourcing_env
 
-COMPLAINT_TOPIC = ":Complaint."
+# Only complaint events, chosen in the query: command records are half of the log.
+COMPLAINT_TOPICS = [get_topic(cls) for cls in vars(Complaint).values()
+                    if isinstance(cls, type) and issubclass(cls, Complaint.Event)]
 
 
 class History(Protocol):
@@ -52,18 +56,18 @@ class IntakeHistory:
     def after(self, case_id: str, version: int, upto: int | None = None) -> list[Fact]:
         """The case's facts with versions in (version, upto], in order."""
         events = self.app.events.get(UUID(case_id), gt=version, lte=upto)
-        return [fact_from_body(event_body(event)) for event in events]
+        return [fact_from_event(event, event_type(event)) for event in events]
 
     def facts(self, page: int = 1000) -> Iterator[Fact]:
         """Every complaint fact in the order it was recorded."""
         start = 1
         while True:
-            notifications = self.app.recorder.select_notifications(start, page)
+            notifications = self.app.recorder.select_notifications(start, page, topics=COMPLAINT_TOPICS)
             if not notifications:
                 return
             for notification in notifications:
-                if COMPLAINT_TOPIC in notification.topic:
-                    yield fact_from_body(event_body(self.app.mapper.to_domain_event(notification)))
+                event = self.app.mapper.to_domain_event(notification)
+                yield fact_from_event(event, event_type(event))
             start = notifications[-1].id + 1
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -25,12 +26,24 @@ def _utc(moment: datetime) -> datetime:
 
 
 def fact_from_message(message: EventMessage) -> Fact:
-    """A complaint event as published by intake's relay (or read back from its store)."""
-    stream, _, kind = message.event.partition(".")
+    """A complaint event as published by intake's relay."""
+    return _fact(message.event, str(message.stream_id), message.version, message.occurred_at,
+                 message.recorded_at, message.branch_id, message.field)
+
+
+def fact_from_event(event: Any, event_type: str) -> Fact:
+    """A complaint event read back from intake's store: the same fact, without the wire's round trip."""
+    return _fact(event_type, str(event.originator_id), event.originator_version, event.occurred_at,
+                 event.timestamp, event.branch_id, lambda name: getattr(event, name, None))
+
+
+def _fact(event_type: str, case_id: str, version: int, occurred_at: datetime, recorded_at: datetime,
+          branch_id: str, field: Callable[[str], Any]) -> Fact:
+    stream, _, kind = event_type.partition(".")
     if stream != "complaint" or not kind:
-        raise NotAComplaintEvent(f"{message.event!r} is not a complaint event")
-    command_id = str(message.field("command_id") or "")
-    reason = message.field("reason")
+        raise NotAComplaintEvent(f"{event_type!r} is not a complaint event")
+    command_id = str(field("command_id") or "")
+    reason = field("reason")
     lapse = None
     # Only this service's own escalations record a lapse; a branch quoting a stage does not.
     if kind == "escalated" and command_id.startswith(OWN_COMMANDS) and isinstance(reason, dict):
@@ -41,11 +54,10 @@ def fact_from_message(message: EventMessage) -> Fact:
         else:
             lapse = Lapse(parsed.stage, _utc(parsed.due_at))
     return Fact(
-        case_id=str(message.stream_id), version=message.version, kind=kind,
-        occurred_at=_utc(message.occurred_at), recorded_at=_utc(message.recorded_at),
-        branch_id=message.branch_id, category=str(message.field("category") or ""),
-        case_ref=str(message.field("case_ref") or ""), level=str(message.field("level") or ""),
-        department=str(message.field("department") or ""), command_id=command_id, lapse=lapse,
+        case_id=case_id, version=version, kind=kind, occurred_at=_utc(occurred_at), recorded_at=_utc(recorded_at),
+        branch_id=branch_id, category=str(field("category") or ""), case_ref=str(field("case_ref") or ""),
+        level=str(field("level") or ""), department=str(field("department") or ""), command_id=command_id,
+        lapse=lapse,
     )
 
 
