@@ -263,7 +263,7 @@ class IntakeApplication(Application[UUID]):
             cause, branch_id=cmd.branch_id, report_ref=cmd.report_ref, reported_by=cmd.reported_by,
             goods_name=cmd.goods_name, window=cmd.window, clearance_date=cmd.clearance_date.isoformat(),
             inspected_with=list(cmd.inspected_with), photos=list(cmd.photos), resealed=cmd.resealed,
-            waybill_no=cmd.waybill_no,
+            waybill_no=cmd.waybill_no, goods_category=cmd.goods_category,
         ))
         return stream_id
 

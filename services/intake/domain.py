@@ -264,6 +264,13 @@ class SurplusReport(ChainedAggregate):
     STREAM: ClassVar[str] = "surplus"
 
     class Reported(ChainedAggregate.Created):
+        # v1 had no goods_category (the policy's per-category reward and penalty amounts).
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.setdefault("goods_category", None)
+
         branch_id: str
         report_ref: str
         reported_by: str
@@ -274,6 +281,7 @@ class SurplusReport(ChainedAggregate):
         photos: list[str]
         resealed: bool
         waybill_no: str | None
+        goods_category: str | None
 
         def on(self, r: Any) -> None:
             r.branch_id, r.report_ref, r.reported_by = self.branch_id, self.report_ref, self.reported_by

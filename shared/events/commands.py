@@ -153,6 +153,8 @@ class SurplusReport(Command):
     photos: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=500)]], Field(max_length=50)]
     resealed: bool
     waybill_no: Ref | None = None
+    # Selects the policy's per-category reward and penalty amounts ([rewards.categories.<name>]).
+    goods_category: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] | None = None
 
 
 class ResponsibleBranch(BaseModel):

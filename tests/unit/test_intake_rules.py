@@ -152,3 +152,9 @@ def test_review_after_decision_falls_in_next_period(app: IntakeApplication) -> N
     review(app, report_id)
     reviewed = list(app.events.get(report_id))[-1]
     assert reviewed.period > period
+
+
+def test_a_report_names_its_goods_category_for_the_rewards_policy(app: IntakeApplication) -> None:
+    report_id = report(app, goods_category="electronics").stream_id
+    [reported] = list(app.events.get(report_id))
+    assert reported.goods_category == "electronics"

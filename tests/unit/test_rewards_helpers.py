@@ -46,11 +46,13 @@ class World:
             "customer": {"name": "李小姐", "phone": "13800000000"}, "description": "三箱少货"})
 
     def report(self, branch: str = "GZ01", ref: str = "R-1", reported_by: str = "王五",
-               goods: str = "电饭煲") -> UUID:
-        return self.accepted(f"branch-{branch}", "surplus.report", {
-            "branch_id": branch, "report_ref": ref, "reported_by": reported_by, "goods_name": goods,
-            "window": "3号窗口", "clearance_date": "2026-11-09", "inspected_with": ["现场管理员", "仓管员"],
-            "photos": ["photo://1"], "resealed": True})
+               goods: str = "电饭煲", category: str | None = None) -> UUID:
+        body = {"branch_id": branch, "report_ref": ref, "reported_by": reported_by, "goods_name": goods,
+                "window": "3号窗口", "clearance_date": "2026-11-09", "inspected_with": ["现场管理员", "仓管员"],
+                "photos": ["photo://1"], "resealed": True}
+        if category:
+            body["goods_category"] = category
+        return self.accepted(f"branch-{branch}", "surplus.report", body)
 
     def review_body(self, report: UUID, shares: dict[str, str] | None = None, matched: UUID | None = None,
                     approved: bool = True) -> dict[str, Any]:

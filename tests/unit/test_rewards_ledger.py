@@ -208,12 +208,9 @@ def test_a_goods_category_with_its_own_amounts_is_rewarded_by_them() -> None:
     amounts = {"electronics": RewardAmounts(reward=D("500.00"), penalty=D("300.00"))}
     policy = base.model_copy(update={"rewards": base.rewards.model_copy(update={"categories": amounts})})
     world = World(policy)
-    world.review(world.report(), {"SZ02": "0.5", "SH01": "0.5"})
-    # surplus.report has no category field yet; a report that carries one is read from the event.
-    messages = [(key, body.replace(b'"goods_name"', b'"goods_category":"electronics","goods_name"'))
-                for key, body in world.messages()]
+    world.review(world.report(category="electronics"), {"SZ02": "0.5", "SH01": "0.5"})
 
-    app = fed(messages, policy)
+    app = fed(world.messages(), policy)
 
     assert [amount for *_, amount in entries(app)] == ["500.00", "150.00", "150.00"]
 
