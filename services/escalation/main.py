@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from faststream.rabbit import RabbitBroker
@@ -20,6 +19,7 @@ from services.escalation.settings import EscalationSettings
 from services.escalation.store import ClockStore, open_store, store_location
 from shared.broker import make_broker
 from shared.policy import Policy
+from shared.serve import serve
 from shared.topology import declare
 
 log = logging.getLogger("casework.escalation")
@@ -73,33 +73,14 @@ class EscalationService:
             await self.broker.start()
         log.info("escalation consuming casework.escalation; clocks in %s; policy %s",
                  self.location.split("@")[-1], self.policy.version)
-        tasks = [asyncio.create_task(self.consumer.run()), asyncio.create_task(self.scheduler.run())]
         self.ready.set()
-        stop = asyncio.create_task(stopping.wait())
-        done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        if not self.hosted:
-            for subscriber in self.broker.subscribers:
-                await subscriber.stop()
-        await self._drain(timeout=10.0)
-        for task in [stop, *tasks]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if not self.hosted:
-            await self.broker.stop()
-        self.close()
-        for task in done:
-            if task is not stop and task.exception():
-                raise task.exception()  # type: ignore[misc]
-
-    async def _drain(self, timeout: float) -> None:
-        """Let events already taken from the queue commit and be acked."""
-        assert self.consumer is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not self.consumer.queue.empty() and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.1)
+        try:
+            await serve([self.consumer.run(), self.scheduler.run()], stopping, self.broker,
+                        self.consumer.queue.empty, self.hosted)
+        finally:
+            if not self.hosted:
+                await self.broker.stop()
+            self.close()
 
     def close(self) -> None:
         if self.history is not None:

@@ -15,6 +15,7 @@ from services.intake.translate import outgoing
 from shared.broker import make_broker
 from shared.policy import Policy
 from shared.relay import Relay, RelayPublisher
+from shared.serve import serve
 from shared.topology import declare
 
 log = logging.getLogger("casework.intake")
@@ -47,32 +48,13 @@ class IntakeService:
             await declare(self.broker)
             await self.broker.start()
         log.info("intake consuming casework.intake; store %s", self.settings.database_url)
-        tasks = [asyncio.create_task(self.consumer.run())]
-        if self.relay_here:
-            tasks.append(asyncio.create_task(self.relay.run()))
-        stop = asyncio.create_task(stopping.wait())
-        done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        if not self.hosted:
-            for subscriber in self.broker.subscribers:
-                await subscriber.stop()
-        await self._drain(timeout=10.0)
-        for task in [stop, *tasks]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if not self.hosted:
-            await self.broker.stop()
-        self.app.close()
-        for task in done:
-            if task is not stop and task.exception():
-                raise task.exception()  # type: ignore[misc]
-
-    async def _drain(self, timeout: float) -> None:
-        """Give commands already taken from the queue the chance to commit and be acked."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not self.consumer.queue.empty() and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.1)
+        work = [self.consumer.run(), *([self.relay.run()] if self.relay_here else [])]
+        try:
+            await serve(work, stopping, self.broker, self.consumer.queue.empty, self.hosted)
+        finally:
+            if not self.hosted:
+                await self.broker.stop()
+            self.app.close()
 
 
 class RelayService:

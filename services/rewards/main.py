@@ -17,6 +17,7 @@ from services.rewards.translate import outgoing
 from shared.broker import make_broker
 from shared.policy import Policy
 from shared.relay import Relay, RelayLock, RelayPublisher, store_settings
+from shared.serve import serve
 from shared.topology import declare
 
 log = logging.getLogger("casework.rewards")
@@ -90,21 +91,8 @@ class RewardsService:
         return False
 
     async def _serve(self, stopping: asyncio.Event) -> None:
-        tasks = [asyncio.create_task(self.consumer.run()), asyncio.create_task(self.relay.run()),
-                 asyncio.create_task(self._keep_leading())]
-        stop = asyncio.create_task(stopping.wait())
-        done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        if not self.hosted:
-            for subscriber in self.broker.subscribers:
-                await subscriber.stop()
-        await self._drain(timeout=10.0)
-        for task in [stop, *tasks]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for task in done:
-            if task is not stop and task.exception():
-                raise task.exception()  # type: ignore[misc]
+        work = [self.consumer.run(), self.relay.run(), self._keep_leading()]
+        await serve(work, stopping, self.broker, self.idle, self.hosted)
 
     async def _keep_leading(self) -> None:
         """The lock dies with its database session: take it back, or stop if another process has it."""
@@ -122,10 +110,6 @@ class RewardsService:
             if not acquired:
                 raise LeadershipLost("another rewards process leads this store now")
 
-    async def _drain(self, timeout: float) -> None:
-        """Give events already taken from the queue the chance to commit and be acked."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while (self.consumer.busy or not self.consumer.queue.empty()) and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.1)
+    def idle(self) -> bool:
+        """Nothing taken from the queue is still waiting to commit."""
+        return not self.consumer.busy and self.consumer.queue.empty()

@@ -1,0 +1,39 @@
+"""How every service runs: its tasks until asked to stop, then a graceful stop that loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from faststream.rabbit import RabbitBroker
+
+
+async def serve(work: list[Coroutine[Any, Any, None]], stopping: asyncio.Event, broker: RabbitBroker,
+                idle: Callable[[], bool], hosted: bool = False, drain_seconds: float = 10.0) -> None:
+    """Run `work` until `stopping` is set or a task fails; then stop consuming, let what was
+    already taken from the queue commit and be acked, and cancel the rest.
+
+    Anything unacknowledged when the process goes is redelivered, and the services' exactly-
+    once records turn the redelivery into a repeat, so this only makes stopping quicker to
+    recover from. A failed task's error is raised after the stop.
+    """
+    tasks = [asyncio.create_task(coroutine) for coroutine in work]
+    stop = asyncio.create_task(stopping.wait())
+    done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    if not hosted:
+        for subscriber in broker.subscribers:
+            await subscriber.stop()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + drain_seconds
+    while not idle() and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.1)
+    for task in [stop, *tasks]:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for task in done:
+        if task is not stop and task.exception():
+            raise task.exception()  # type: ignore[misc]
