@@ -65,7 +65,8 @@ class Scratch:
         return urlunsplit((p.scheme, p.netloc, "/" + self.db, "", ""))
 
 
-RELAY_APART = False  # --relay-apart: intake and its relay in two processes
+RELAY_APART = False  # --relay-apart: intake and its relay in separate processes
+INTAKES = 1  # --intakes N: that many intake processes on the one queue
 
 
 class Service:
@@ -78,7 +79,7 @@ class Service:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
-        for only in ("intake", "relay") if RELAY_APART else ("intake",):
+        for only in ["intake"] * INTAKES + (["relay"] if RELAY_APART else []):
             self.procs.append(subprocess.Popen([sys.executable, "-m", "casework", "run", "--only", only],
                                                env=self.env, stdout=self.log, stderr=subprocess.STDOUT))
 
@@ -246,18 +247,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="length of the latency run")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the raw ceiling runs")
     parser.add_argument("--only", choices=("live", "drain", "latency"), help="run one measure alone")
+    parser.add_argument("--intakes", type=int, default=1, help="intake processes on the one queue")
     parser.add_argument("--relay-apart", action="store_true",
                         help="run intake's relay in its own process (casework run --only relay)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--publish-only", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    global RELAY_APART  # noqa: PLW0603
-    RELAY_APART = args.relay_apart
+    global RELAY_APART, INTAKES
+    RELAY_APART, INTAKES = args.relay_apart, args.intakes
     if args.publish_only:
         url, n, tag = args.publish_only
         asyncio.run(publish(url, int(n), tag))
         return
-    results: dict[str, Any] = {"n": args.n, "relay_apart": args.relay_apart}
+    results: dict[str, Any] = {"n": args.n, "relay_apart": args.relay_apart, "intakes": args.intakes}
     if args.only == "latency":
         lat = asyncio.run(latency(args.rate, args.seconds))
         print(f"latency at {args.rate:.0f}/s: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
