@@ -12,7 +12,7 @@ from eventsourcing.cipher import AESCipher
 from eventsourcing.utils import Environment
 
 from casework.audit import check_cipher_key
-from shared.store import eventsourcing_env
+from shared.store import eventsourcing_env, pg_connection_args
 
 PAGE = 500
 
@@ -37,9 +37,7 @@ def _tables(database_url: str) -> Iterator[tuple[Any, list[str], str]]:
         raise ValueError("an in-memory store has nothing at rest to re-encrypt")
     import psycopg
 
-    with psycopg.connect(dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"],
-                         port=env["POSTGRES_PORT"], user=env["POSTGRES_USER"],
-                         password=env["POSTGRES_PASSWORD"]) as connection:
+    with psycopg.connect(**pg_connection_args(env)) as connection:  # type: ignore[arg-type]
         tables = [t for (t,) in connection.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
             "AND tablename IN ('casework_events', 'casework_audit_snapshots')")]

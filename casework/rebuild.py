@@ -34,24 +34,12 @@ def digest(parts: Iterable[str]) -> str:
 def escalation(config: Settings, progress: Progress) -> dict[str, Any]:
     """Every SLA clock from the complaint history, against the clocks the service holds."""
     from services.escalation import codec
-    from services.escalation.application import EscalationApplication
     from services.escalation.clock import utc_now
-    from services.escalation.history import IntakeHistory
-    from services.escalation.rules import PolicyBook
-    from services.escalation.settings import EscalationSettings
-    from services.escalation.store import open_store, store_location
+    from services.escalation.offline import offline_application
 
-    store = open_store(EscalationSettings().store_url or store_location(config.database_url))
-    history = IntakeHistory.open(config.database_url)
-    try:
-        book = (EscalationApplication.load_book(store, None, utc_now()) if store.policies()
-                else PolicyBook.single(config.load_policy()))
-        app = EscalationApplication(store, book, history)
+    with offline_application(config) as (app, history):
         rebuilt = app.rebuild(counted(history.facts(), progress, None), utc_now())
-        live = {row.case_id: codec.dumps(codec.loads(row.state)) for row in store.rows()}
-    finally:
-        history.close()
-        store.close()
+        live = {row.case_id: codec.dumps(codec.loads(row.state)) for row in app.store.rows()}
     return {
         "items": len(rebuilt),
         "digest": digest(f"{case}:{codec.dumps(rebuilt[case])}" for case in sorted(rebuilt)),

@@ -26,6 +26,7 @@ from pamqp.commands import Basic
 
 from shared.chain import own_fields
 from shared.faults import crash_point
+from shared.store import pg_connection_args
 
 log = logging.getLogger("casework.relay")
 
@@ -181,12 +182,7 @@ class RelayLock:
 
     def _try_postgres(self) -> bool:
         if self._pg is None or self._pg.closed:
-            e = self.env
-            self._pg = psycopg.connect(
-                dbname=e["POSTGRES_DBNAME"], host=e["POSTGRES_HOST"], port=e["POSTGRES_PORT"],
-                user=e["POSTGRES_USER"], password=e.get("POSTGRES_PASSWORD", ""), autocommit=True,
-                connect_timeout=5,
-            )
+            self._pg = psycopg.connect(**pg_connection_args(self.env), autocommit=True)  # type: ignore[arg-type]
         row = self._pg.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
         return bool(row and row[0])
 
@@ -295,9 +291,7 @@ class Relay:
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
-                    user=env["POSTGRES_USER"], password=env.get("POSTGRES_PASSWORD", ""), autocommit=True,
-                    connect_timeout=5)
+                    **pg_connection_args(env), autocommit=True)  # type: ignore[arg-type]
                 async with conn:
                     await conn.execute(f'LISTEN "{channel}"')
                     async for _ in conn.notifies():

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from faststream.rabbit import RabbitBroker
+
+
+def tune_gc() -> None:
+    """Collect cycles less often: services hold many long-lived objects and make little garbage.
+
+    With the default thresholds the collector keeps walking live aggregates and ledgers:
+    about a fifth of intake's and rewards' time under load.
+    """
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
 
 
 async def serve(work: list[Coroutine[Any, Any, None]], stopping: asyncio.Event, broker: RabbitBroker,

@@ -62,6 +62,12 @@ def eventsourcing_env(
     return {**_persistence(database_url, application), **cipher_env(key, application)}
 
 
+def pg_connection_args(env: dict[str, str]) -> dict[str, object]:
+    """psycopg's connection arguments for a store's settings (see `eventsourcing_env`)."""
+    return {"dbname": env["POSTGRES_DBNAME"], "host": env["POSTGRES_HOST"], "port": env["POSTGRES_PORT"],
+            "user": env["POSTGRES_USER"], "password": env.get("POSTGRES_PASSWORD", ""), "connect_timeout": 10}
+
+
 SCHEMA_LOCK = 0x6361736573636865  # one advisory lock for every casework process creating tables
 
 
@@ -75,9 +81,7 @@ def open_application(init: Callable[[], None], env: dict[str, str]) -> None:
     if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
         init()
         return
-    with psycopg.connect(dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
-                         user=env["POSTGRES_USER"], password=env.get("POSTGRES_PASSWORD", ""), autocommit=True,
-                         connect_timeout=10) as conn:
+    with psycopg.connect(**pg_connection_args(env), autocommit=True) as conn:  # type: ignore[arg-type]
         conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
         try:
             init()

@@ -92,28 +92,14 @@ def rebuild_command(
 ) -> None:
     """Rebuild every clock from the event history (stop the service first), or check that they agree."""
     from casework.cli import console, settings
-    from services.escalation.application import EscalationApplication
     from services.escalation.clock import utc_now
-    from services.escalation.history import IntakeHistory
-    from services.escalation.rules import PolicyBook
-    from services.escalation.settings import EscalationSettings
-    from services.escalation.store import open_store, store_location
+    from services.escalation.offline import offline_application
 
-    config = settings()
-    store = open_store(EscalationSettings().store_url or store_location(config.database_url))
-    history = IntakeHistory.open(config.database_url)
-    try:
-        # The versions the service recorded; before it ever ran, the configured policy.
-        book = (EscalationApplication.load_book(store, None, utc_now()) if store.policies()
-                else PolicyBook.single(config.load_policy()))
-        app = EscalationApplication(store, book, history)
+    with offline_application(settings()) as (app, history):
         rebuilt = app.rebuild(history.facts(), utc_now())
         differing = app.differences(rebuilt)
         if not check:
             app.replace(rebuilt)
-    finally:
-        history.close()
-        store.close()
     result = {"clocks": len(rebuilt), "differing": differing, "written": not check}
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")

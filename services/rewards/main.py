@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from urllib.parse import urlsplit
 
@@ -17,17 +16,10 @@ from services.rewards.translate import outgoing
 from shared.broker import make_broker
 from shared.policy import Policy
 from shared.relay import Relay, RelayLock, RelayPublisher, store_settings
-from shared.serve import serve
+from shared.serve import serve, tune_gc
 from shared.topology import declare
 
 log = logging.getLogger("casework.rewards")
-
-
-def tune_gc() -> None:
-    """Collect cycles less often: the ledgers hold every entry of their period in memory."""
-    # With the default thresholds the collector keeps walking hundreds of thousands of live
-    # objects, none of them garbage: a fifth of the accrual time.
-    gc.set_threshold(100_000, 50, 1000)
 
 
 class LeadershipLost(RuntimeError):
