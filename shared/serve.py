@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from faststream.rabbit import RabbitBroker
@@ -22,13 +22,15 @@ def tune_gc() -> None:
 
 
 async def serve(work: list[Coroutine[Any, Any, None]], stopping: asyncio.Event, broker: RabbitBroker,
-                idle: Callable[[], bool], hosted: bool = False, drain_seconds: float = 10.0) -> None:
+                idle: Callable[[], bool], hosted: bool = False, drain_seconds: float = 10.0,
+                stop_consuming: Sequence[Callable[[], Awaitable[None]]] = ()) -> None:
     """Run `work` until `stopping` is set or a task fails; then stop consuming, let what was
     already taken from the queue commit and be acked, and cancel the rest.
 
     Anything unacknowledged when the process goes is redelivered, and the services' exactly-
     once records turn the redelivery into a repeat, so this only makes stopping quicker to
-    recover from. A failed task's error is raised after the stop.
+    recover from. A failed task's error is raised after the stop. `stop_consuming` stops
+    consumers that are not the broker's own subscribers.
     """
     tasks = [asyncio.create_task(coroutine) for coroutine in work]
     stop = asyncio.create_task(stopping.wait())
@@ -36,6 +38,8 @@ async def serve(work: list[Coroutine[Any, Any, None]], stopping: asyncio.Event, 
     if not hosted:
         for subscriber in broker.subscribers:
             await subscriber.stop()
+    for stop_one in stop_consuming:
+        await stop_one()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + drain_seconds
     while not idle() and loop.time() < deadline:

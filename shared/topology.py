@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aio_pika
 from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.schemas.queue import QuorumQueueArgs
 
@@ -58,3 +59,18 @@ async def declare(broker: RabbitBroker, service: str | None = None) -> None:
             declared = await broker.declare_queue(queue)
             for key in keys:
                 await declared.bind(exchange.name, routing_key=key)
+
+
+async def declare_consumed_queue(channel: aio_pika.abc.AbstractRobustChannel, queue: RabbitQueue,
+                                 exchange: RabbitExchange, keys: tuple[str, ...]) -> aio_pika.abc.AbstractQueue:
+    """A queue a service consumes with aio-pika itself, declared on the consuming channel.
+
+    A robust channel repeats these declarations after it reconnects, so a broker that lost
+    the queue gets it back before consuming starts again.
+    """
+    source = await channel.declare_exchange(exchange.name, aio_pika.ExchangeType(exchange.type.value),
+                                            durable=exchange.durable)
+    declared = await channel.declare_queue(queue.name, durable=queue.durable, arguments=dict(queue.arguments or {}))
+    for key in keys:
+        await declared.bind(source, routing_key=key)
+    return declared

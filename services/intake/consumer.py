@@ -20,7 +20,7 @@ from services.intake.application import IntakeApplication, Submission
 from shared.events import COMMANDS, MAX_BODY_BYTES, ErrorCode, Outcome, OutcomeError, parse_command
 from shared.faults import crash_point
 from shared.topology import COMMANDS as COMMANDS_EXCHANGE
-from shared.topology import DEAD, EVENTS, INTAKE_QUEUE
+from shared.topology import DEAD, EVENTS, INTAKE_QUEUE, declare_consumed_queue
 
 log = logging.getLogger("casework.intake")
 
@@ -76,8 +76,10 @@ class IntakeConsumer:
         self.batch_size = batch_size
         self.on_commit = on_commit
         self.queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self.acks = Acks()
 
     async def receive(self, raw: aio_pika.IncomingMessage) -> None:
+        self.acks.taken(raw)
         try:
             submission = read_submission(raw)
         except Malformed as error:
@@ -88,7 +90,7 @@ class IntakeConsumer:
                 command_id=submission.message_id, command=submission.command.routing_key, status="rejected",
                 error=OutcomeError(code=ErrorCode.MISSING_USER_ID,
                                    message="user_id is required; the broker validates it against your login")))
-            await safe_ack(raw)
+            await self.acks.ack(raw)
             return
         await self.queue.put(Pending(submission, raw))
 
@@ -105,7 +107,7 @@ class IntakeConsumer:
             for pending, outcome in zip(batch, outcomes, strict=True):
                 if outcome.status == "duplicate":
                     await self.answer_unrecorded(pending.raw, outcome)
-            await asyncio.gather(*(safe_ack(p.raw) for p in batch))
+            await self.acks.ack_batch([p.raw for p in batch])
 
     async def _submit_until_stored(self, submissions: list[Submission]) -> list[Outcome]:
         """An outage of the store never rejects or dead-letters a valid command: it waits."""
@@ -131,7 +133,7 @@ class IntakeConsumer:
             await self.answer_unrecorded(raw, Outcome(
                 command_id=raw.message_id or "", command=raw.routing_key, status="rejected",
                 error=OutcomeError(code=code, message=message)))
-        await safe_ack(raw)
+        await self.acks.ack(raw)
 
     async def answer_unrecorded(self, raw: aio_pika.IncomingMessage, outcome: Outcome) -> None:
         """Answers that the log does not hold (duplicates, unreadable commands) go straight out."""
@@ -145,10 +147,89 @@ class IntakeConsumer:
                                       content_type="application/json", persist=True)
 
 
-async def safe_ack(raw: aio_pika.IncomingMessage) -> None:
+class Acks:
+    """Settles deliveries, a whole batch with one multiple-ack where that is exact.
+
+    A multiple-ack settles every unsettled delivery up to its tag on the channel, so it is
+    used only when every delivery taken on that channel up to the batch's newest one is in
+    the batch; a message still on its way to casework.dead keeps the batch to single acks.
+    One ack frame instead of two hundred saves the broker and the consumer work per command.
+    """
+
+    def __init__(self) -> None:
+        self.unsettled: dict[int, set[int]] = {}
+
+    def taken(self, raw: aio_pika.IncomingMessage) -> None:
+        self.unsettled.setdefault(id(raw.channel), set()).add(raw.delivery_tag or 0)
+
+    def _settled(self, channel: int, tags: set[int]) -> None:
+        left = self.unsettled.get(channel)
+        if left is not None:
+            left -= tags
+            if not left:
+                del self.unsettled[channel]
+
+    async def ack(self, raw: aio_pika.IncomingMessage) -> None:
+        await safe_ack(raw)
+        self._settled(id(raw.channel), {raw.delivery_tag or 0})
+
+    async def ack_batch(self, batch: list[aio_pika.IncomingMessage]) -> None:
+        by_channel: dict[int, list[aio_pika.IncomingMessage]] = {}
+        for raw in batch:
+            by_channel.setdefault(id(raw.channel), []).append(raw)
+        for channel, messages in by_channel.items():
+            tags = {raw.delivery_tag or 0 for raw in messages}
+            newest = max(messages, key=lambda raw: raw.delivery_tag or 0)
+            top = newest.delivery_tag or 0
+            older = {tag for tag in self.unsettled.get(channel, ()) if tag <= top}
+            if older <= tags:
+                await safe_ack(newest, multiple=True)
+            else:
+                for raw in messages:
+                    await safe_ack(raw)
+            self._settled(channel, tags)
+
+
+async def safe_ack(raw: aio_pika.IncomingMessage, multiple: bool = False) -> None:
     """After a broker restart the delivery tag is gone; the redelivery will be answered as a duplicate."""
     with contextlib.suppress(aio_pika.exceptions.AMQPError, RuntimeError, ConnectionError):
-        await raw.ack()
+        await raw.ack(multiple=multiple)
+
+
+class AmqpSource:
+    """Feeds the consumer from casework.intake on its own robust aio-pika connection.
+
+    On a real broker this is the hot path: FastStream's per-message machinery (context,
+    middlewares, dependency injection) cost intake a sixth of its time, and the consumer
+    reads aio-pika's message itself anyway. `build_router` stays for in-process brokers.
+    """
+
+    def __init__(self, amqp_url: str, consumer: IntakeConsumer, prefetch: int) -> None:
+        self.amqp_url = amqp_url
+        self.consumer = consumer
+        self.prefetch = prefetch
+        self.connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self.queue: aio_pika.abc.AbstractQueue | None = None
+        self.tag: str | None = None
+
+    async def start(self) -> None:
+        self.connection = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1.0)
+        channel = await self.connection.channel()
+        await channel.set_qos(prefetch_count=self.prefetch)
+        self.queue = await declare_consumed_queue(channel, INTAKE_QUEUE, COMMANDS_EXCHANGE, ("#",))
+        self.tag = await self.queue.consume(self.consumer.receive)  # type: ignore[arg-type]
+
+    async def stop_consuming(self) -> None:
+        """Take no new deliveries; those already taken still commit and are acked."""
+        if self.queue is not None and self.tag is not None:
+            with contextlib.suppress(aio_pika.exceptions.AMQPError, RuntimeError, ConnectionError):
+                await self.queue.cancel(self.tag)
+            self.tag = None
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            await self.connection.close()
+            self.connection = None
 
 
 def build_router(consumer: IntakeConsumer, prefetch: int) -> RabbitRouter:
@@ -184,4 +265,4 @@ async def raw_delivery(message: RabbitMessage) -> Any:
     return message.raw_message
 
 
-__all__ = ["IntakeConsumer", "Malformed", "build_router", "read_submission"]
+__all__ = ["AmqpSource", "IntakeConsumer", "Malformed", "build_router", "read_submission"]

@@ -10,7 +10,7 @@ from faststream.rabbit import RabbitBroker
 
 from casework.settings import Settings
 from services.intake.application import Clock, IntakeApplication, utc_now
-from services.intake.consumer import IntakeConsumer, build_router
+from services.intake.consumer import AmqpSource, IntakeConsumer, build_router
 from services.intake.translate import outgoing
 from shared.broker import make_broker
 from shared.policy import Policy
@@ -40,18 +40,28 @@ class IntakeService:
         self.relay_here = settings.intake_relay
         self.consumer = IntakeConsumer(self.app, self.broker, settings.intake_batch_size,
                                        on_commit=self.relay.poke if self.relay_here else None)
-        self.broker.include_router(build_router(self.consumer, settings.prefetch))
+        # An in-process broker delivers through FastStream; a real one feeds the consumer directly.
+        self.source: AmqpSource | None = None
+        if self.hosted:
+            self.broker.include_router(build_router(self.consumer, settings.prefetch))
+        else:
+            self.source = AmqpSource(settings.amqp_url_for("intake"), self.consumer, settings.prefetch)
 
     async def run(self, stopping: asyncio.Event) -> None:
         if not self.hosted:
             await self.broker.connect()
             await declare(self.broker)
             await self.broker.start()
+        if self.source is not None:
+            await self.source.start()
         log.info("intake consuming casework.intake; store %s", self.settings.database_url)
         work = [self.consumer.run(), *([self.relay.run()] if self.relay_here else [])]
         try:
-            await serve(work, stopping, self.broker, self.consumer.queue.empty, self.hosted)
+            await serve(work, stopping, self.broker, self.consumer.queue.empty, self.hosted,
+                        stop_consuming=[self.source.stop_consuming] if self.source else [])
         finally:
+            if self.source is not None:
+                await self.source.close()
             if not self.hosted:
                 await self.broker.stop()
             self.app.close()

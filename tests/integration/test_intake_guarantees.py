@@ -55,12 +55,12 @@ async def test_redelivery_after_commit_before_ack_is_not_doubled(
     closed: list[str] = []
     real_ack = consumer_module.safe_ack
 
-    async def close_instead_of_ack(raw: aio_pika.IncomingMessage) -> None:
+    async def close_instead_of_ack(raw: aio_pika.IncomingMessage, multiple: bool = False) -> None:
         if not closed:
             closed.append(raw.message_id or "")
             await raw.channel.close()
             return
-        await real_ack(raw)
+        await real_ack(raw, multiple)
 
     monkeypatch.setattr(consumer_module, "safe_ack", close_instead_of_ack)
     async with Client(amqp_url) as client:
