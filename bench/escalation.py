@@ -126,7 +126,7 @@ async def measure(amqp_url: str, env: dict[str, str], first_due: datetime, durat
         await tap.consume(on_message)
         with log.open("ab") as output:
             service = await asyncio.create_subprocess_exec(
-                "/work/venv/bin/casework", "run", "--only", "escalation", stdout=output, stderr=output,
+                sys.executable, "-m", "casework", "run", "--only", "escalation", stdout=output, stderr=output,
                 env={**os.environ, **env, "CASEWORK_ESCALATION_STATS_FILE": str(stats_file)})
         try:
             await asyncio.sleep(max(0.0, first_due.timestamp() - time.time()) + duration)

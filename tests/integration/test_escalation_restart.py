@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -90,7 +91,7 @@ async def test_two_escalation_services_at_once_still_escalate_once_per_lapse(
 
 
 def spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(["/work/venv/bin/casework", "run", "--only", "escalation"],
+    return subprocess.Popen([sys.executable, "-m", "casework", "run", "--only", "escalation"],
                             env={**os.environ, **env}, stdout=log.open("ab"), stderr=subprocess.STDOUT,
                             cwd=Path(__file__).resolve().parents[2])
 
