@@ -157,7 +157,7 @@ class IntakeApplication(Application[UUID]):
             target = target_stream(command)
             if target:
                 ids.append(target)
-            matched = getattr(command, "matched_case_id", None)
+            matched = command.__dict__.get("matched_case_id")
             if matched:
                 ids.append(matched)
             if isinstance(command, c.SurplusReview):
@@ -168,7 +168,7 @@ class IntakeApplication(Application[UUID]):
 
     def _cause(self, submission: Submission, principal: str) -> Cause:
         now = self.clock()
-        occurred = getattr(submission.command, "occurred_at", None) or submission.sent_at or now
+        occurred = submission.command.__dict__.get("occurred_at") or submission.sent_at or now
         return Cause(principal=principal, user_id=submission.user_id, command_id=submission.message_id,
                      occurred_at=min(occurred, now).astimezone(UTC), recorded_at=now)
 
@@ -351,8 +351,9 @@ class IntakeApplication(Application[UUID]):
 
 def target_stream(command: c.Command) -> UUID | None:
     """The stream a command names, for the outcome even when it is rejected."""
+    fields = command.__dict__  # a pydantic model's fields; getattr on a missing one raises inside pydantic
     for attribute in ("case_id", "report_id"):
-        value = getattr(command, attribute, None)
+        value = fields.get(attribute)
         if isinstance(value, UUID):
             return value
     if isinstance(command, c.ComplaintReceive):
