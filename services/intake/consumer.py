@@ -37,6 +37,7 @@ class Malformed(Exception):
 class Pending:
     submission: Submission
     raw: aio_pika.IncomingMessage
+    channel: int = 0
 
 
 def read_submission(raw: aio_pika.IncomingMessage) -> Submission:
@@ -79,20 +80,20 @@ class IntakeConsumer:
         self.acks = Acks()
 
     async def receive(self, raw: aio_pika.IncomingMessage) -> None:
-        self.acks.taken(raw)
+        channel = self.acks.taken(raw)
         try:
             submission = read_submission(raw)
         except Malformed as error:
-            await self.dead_letter(raw, error.code, str(error))
+            await self.dead_letter(raw, error.code, str(error), channel)
             return
         if not submission.user_id:
             await self.answer_unrecorded(raw, Outcome(
                 command_id=submission.message_id, command=submission.command.routing_key, status="rejected",
                 error=OutcomeError(code=ErrorCode.MISSING_USER_ID,
                                    message="user_id is required; the broker validates it against your login")))
-            await self.acks.ack(raw)
+            await self.acks.ack(raw, channel)
             return
-        await self.queue.put(Pending(submission, raw))
+        await self.queue.put(Pending(submission, raw, channel))
 
     async def run(self) -> None:
         """Take what has arrived (up to batch_size), record it, answer duplicates, ack."""
@@ -107,7 +108,7 @@ class IntakeConsumer:
             for pending, outcome in zip(batch, outcomes, strict=True):
                 if outcome.status == "duplicate":
                     await self.answer_unrecorded(pending.raw, outcome)
-            await self.acks.ack_batch([p.raw for p in batch])
+            await self.acks.ack_batch(batch)
 
     async def _submit_until_stored(self, submissions: list[Submission]) -> list[Outcome]:
         """An outage of the store never rejects or dead-letters a valid command: it waits."""
@@ -121,7 +122,8 @@ class IntakeConsumer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def dead_letter(self, raw: aio_pika.IncomingMessage, code: ErrorCode, message: str) -> None:
+    async def dead_letter(self, raw: aio_pika.IncomingMessage, code: ErrorCode, message: str,
+                          channel: int = 0) -> None:
         log.info("dead-lettering %s (%s): %s", raw.message_id, code, message)
         headers = {**(raw.headers or {}), "x-casework-error": json.dumps({"code": code.value, "message": message}),
                    "x-casework-routing-key": raw.routing_key or ""}
@@ -133,7 +135,7 @@ class IntakeConsumer:
             await self.answer_unrecorded(raw, Outcome(
                 command_id=raw.message_id or "", command=raw.routing_key, status="rejected",
                 error=OutcomeError(code=code, message=message)))
-        await self.acks.ack(raw)
+        await self.acks.ack(raw, channel)
 
     async def answer_unrecorded(self, raw: aio_pika.IncomingMessage, outcome: Outcome) -> None:
         """Answers that the log does not hold (duplicates, unreadable commands) go straight out."""
@@ -159,8 +161,18 @@ class Acks:
     def __init__(self) -> None:
         self.unsettled: dict[int, set[int]] = {}
 
-    def taken(self, raw: aio_pika.IncomingMessage) -> None:
-        self.unsettled.setdefault(id(raw.channel), set()).add(raw.delivery_tag or 0)
+    @staticmethod
+    def channel_of(raw: aio_pika.IncomingMessage) -> int:
+        try:
+            return id(raw.channel)
+        except aio_pika.exceptions.ChannelInvalidStateError:  # closed, or an in-process broker's message
+            return 0
+
+    def taken(self, raw: aio_pika.IncomingMessage) -> int:
+        """Note a delivery as unsettled; returns the key of its channel."""
+        channel = self.channel_of(raw)
+        self.unsettled.setdefault(channel, set()).add(raw.delivery_tag or 0)
+        return channel
 
     def _settled(self, channel: int, tags: set[int]) -> None:
         left = self.unsettled.get(channel)
@@ -169,20 +181,20 @@ class Acks:
             if not left:
                 del self.unsettled[channel]
 
-    async def ack(self, raw: aio_pika.IncomingMessage) -> None:
+    async def ack(self, raw: aio_pika.IncomingMessage, channel: int) -> None:
         await safe_ack(raw)
-        self._settled(id(raw.channel), {raw.delivery_tag or 0})
+        self._settled(channel, {raw.delivery_tag or 0})
 
-    async def ack_batch(self, batch: list[aio_pika.IncomingMessage]) -> None:
+    async def ack_batch(self, batch: list[Pending]) -> None:
         by_channel: dict[int, list[aio_pika.IncomingMessage]] = {}
-        for raw in batch:
-            by_channel.setdefault(id(raw.channel), []).append(raw)
+        for pending in batch:
+            by_channel.setdefault(pending.channel, []).append(pending.raw)
         for channel, messages in by_channel.items():
             tags = {raw.delivery_tag or 0 for raw in messages}
             newest = max(messages, key=lambda raw: raw.delivery_tag or 0)
             top = newest.delivery_tag or 0
             older = {tag for tag in self.unsettled.get(channel, ()) if tag <= top}
-            if older <= tags:
+            if channel and older <= tags:
                 await safe_ack(newest, multiple=True)
             else:
                 for raw in messages:
