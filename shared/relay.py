@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 
 import aio_pika
 import aiormq
@@ -30,6 +30,9 @@ from shared.faults import crash_point
 from shared.store import pg_connection_args
 
 log = logging.getLogger("casework.relay")
+
+# A page not confirmed within this is published again (the broker or the network is stuck).
+PAGE_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ class AmqpPublisher:
         # A page is published concurrently: one task opens the connection, the rest wait for it.
         self.opening = asyncio.Lock()
 
-    async def _underlay(self) -> aiormq.abc.AbstractChannel:
+    async def _underlay(self) -> aiormq.Channel:
         if self.channel is None:
             async with self.opening:
                 if self.connection is None:
@@ -108,7 +111,7 @@ class AmqpPublisher:
                 if self.channel is None:
                     self.channel = await self.connection.channel(publisher_confirms=True)
         # After a reconnect the robust channel sits on a new aiormq channel: ask every time.
-        return await self.channel.get_underlay_channel()
+        return cast(aiormq.Channel, await self.channel.get_underlay_channel())
 
     async def publish(self, message: Outgoing) -> None:
         channel = await self._underlay()
@@ -117,7 +120,10 @@ class AmqpPublisher:
             properties=Basic.Properties(
                 message_id=message.message_id, headers=message.headers, content_type="application/json",
                 delivery_mode=2, correlation_id=message.correlation_id),
-            timeout=30)
+            # The relay bounds a whole page (PAGE_TIMEOUT); a timer per message cost more than the
+            # message. Not waiting for each frame's write keeps publishes from queueing on the
+            # channel's lock: the confirm is what counts.
+            wait=False)
         if not isinstance(confirm, Basic.Ack):
             raise RuntimeError(f"broker refused {message.message_id} on {message.routing_key}")
 
@@ -280,7 +286,8 @@ class Relay:
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)
             messages.extend(self.translate(event, notification.id))
-        await asyncio.gather(*(self.publisher.publish(m) for m in messages))
+        async with asyncio.timeout(PAGE_TIMEOUT):
+            await asyncio.gather(*(self.publisher.publish(m) for m in messages))
         crash_point("relay_after_publish")
         last = notifications[-1].id
         await asyncio.to_thread(self.tracking.insert_tracking, Tracking(self.name, last))
