@@ -53,12 +53,11 @@ def read_submission(raw: aio_pika.IncomingMessage) -> Submission:
     if not raw.message_id:
         raise Malformed(ErrorCode.MISSING_MESSAGE_ID, "message_id is required: it is the idempotency key")
     try:
-        json.loads(raw.body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise Malformed(ErrorCode.NOT_JSON, f"body is not JSON: {error}") from None
-    try:
-        command = parse_command(key, raw.body)
+        command = parse_command(key, raw.body)  # one pass: pydantic parses the JSON as it validates
     except ValidationError as error:
+        unreadable = [e for e in error.errors() if e["type"] == "json_invalid"]
+        if unreadable:
+            raise Malformed(ErrorCode.NOT_JSON, f"body is not JSON: {unreadable[0]['msg']}") from None
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()[:10])
         raise Malformed(ErrorCode.SCHEMA_INVALID, problems) from None
