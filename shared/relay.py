@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import IO, Any, Protocol, cast
 
 import aio_pika
 import aiormq
+import orjson
 import psycopg
 from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
@@ -51,7 +51,8 @@ Translate = Callable[[Any, int], list[Outgoing]]
 
 
 def dumps(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    """Compact UTF-8 JSON; anything JSON has no type for is written as its str()."""
+    return orjson.dumps(document, default=str, option=orjson.OPT_PASSTHROUGH_DATETIME)
 
 
 def event_envelope(event: Any, event_type: str) -> dict[str, Any]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import orjson
+
 from services.intake.domain import CommandRecord, Complaint, Period, SurplusReport
 from shared.chain import ChainedAggregate, wire_name
-from shared.events import EscalationNotice, Outcome, OutcomeError
+from shared.events import EscalationNotice
 from shared.relay import Outgoing, event_envelope, event_message
 
 STREAMS: dict[str, type[ChainedAggregate]] = {
@@ -38,12 +40,27 @@ def outgoing(event: Any, position: int) -> list[Outgoing]:
     return messages
 
 
+def outcome_body(event: Any) -> bytes:
+    """The `Outcome` a command record answers, as `Outcome.model_dump_json(exclude_none=True)` writes it.
+
+    Written directly: the record was validated when it was made, and building the model
+    again for every command cost the relay a twentieth of its time.
+    """
+    document: dict[str, Any] = {"schema_version": 1, "command_id": event.command_id}
+    if event.routing_key is not None:
+        document["command"] = event.routing_key
+    document["status"] = event.status
+    if event.stream_id:
+        document["stream_id"] = str(UUID(event.stream_id))
+    if event.version is not None:
+        document["version"] = event.version
+    if event.error_code:
+        document["error"] = {"code": event.error_code, "message": event.error_message}
+    return orjson.dumps(document)
+
+
 def outcome_messages(event: Any, message_id: str, headers: dict[str, Any]) -> list[Outgoing]:
-    error = OutcomeError(code=event.error_code, message=event.error_message) if event.error_code else None
-    outcome = Outcome(command_id=event.command_id, command=event.routing_key, status=event.status,
-                      stream_id=UUID(event.stream_id) if event.stream_id else None, version=event.version,
-                      error=error)
-    body = outcome.model_dump_json(exclude_none=True).encode()
+    body = outcome_body(event)
     messages = [Outgoing("casework.events", f"command.{event.status}.{event.user_id}", message_id, body, headers)]
     if event.reply_to:
         messages.append(Outgoing("", event.reply_to, message_id, body, headers, event.correlation_id))
