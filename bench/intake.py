@@ -160,7 +160,9 @@ async def tap(url: str, name: str, key: str) -> None:
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel()
-        queue = await channel.declare_queue(name, durable=True)
+        # A quorum queue, as the services' own subscriptions and the ceiling's sink are: the
+        # broker's cost of storing each relayed event is part of both figures.
+        queue = await channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
         await queue.bind("casework.events", routing_key=key)
 
 
