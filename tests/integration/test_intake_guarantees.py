@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import aio_pika
+import psycopg
 import pytest
 
 import services.intake.consumer as consumer_module
@@ -215,3 +216,36 @@ async def test_kill_9_relay_between_publish_and_position_repeats_never_gaps(
     assert first_run > 0
     assert len(set(ids)) == 50
     assert len(ids) > 50, "the page published before the crash is published again"
+
+
+async def test_a_refused_publish_holds_the_relay_at_its_position(amqp_url: str, database_url: str) -> None:
+    """A subscriber's queue refuses (full, reject-publish): the broker nacks, and the relay keeps
+    its position and publishes the page again until every message is confirmed."""
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        assert client.channel is not None
+        full = await client.channel.declare_queue(exclusive=True, arguments={
+            "x-max-length": 1, "x-overflow": "reject-publish"})
+        await client.channel.default_exchange.publish(aio_pika.Message(b"filler"), routing_key=full.name)
+        await full.bind("casework.events", routing_key="complaint.received.*")
+        events = await client.tap("casework.events", "complaint.received.*")
+        async with running(intake_service(amqp_url, database_url)):
+            for i in range(3):
+                await client.publish("complaint.receive", complaint_body(case_ref=f"FULL-{i}"), message_id=f"full-{i}")
+            await events.collect(6, timeout=30)  # every attempt reaches the other queues
+            assert relay_position(database_url) == 0, "a nacked page must not advance the position"
+            await full.delete(if_unused=False, if_empty=False)
+            for _ in range(100):
+                if relay_position(database_url) >= 6:
+                    break
+                await asyncio.sleep(0.1)
+    assert relay_position(database_url) >= 6  # three complaints and three command records
+    assert len({m.message_id for m in events.messages}) == 3
+    assert len(events.messages) > 3
+
+
+def relay_position(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT max(notification_id) FROM casework_tracking WHERE application_name = %s",
+                           ("casework.relay",)).fetchone()
+    return int(row[0] or 0) if row else 0
