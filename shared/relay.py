@@ -231,11 +231,16 @@ class RelayLock:
 
 
 class Relay:
-    """Follows the notification log; each page is published with confirms before its position is saved."""
+    """Follows the notification log; each page is published with confirms before its position is saved.
+
+    The position is saved behind the publishing: once a page is confirmed the next one is
+    read and published while the position is written, so a commit per page is not on every
+    event's path. A crash or a lost lock before the write only means publishing from the last
+    saved position again: repeats with the same message ids, never a gap.
+    """
 
     def __init__(self, app: Application[Any], target: str | RelayPublisher, translate: Translate, name: str,
-                 page_size: int = 500, poll_seconds: float = 0.5,
-                 on_published: Callable[[int], None] | None = None) -> None:
+                 page_size: int = 500, poll_seconds: float = 0.5) -> None:
         self.app = app
         self.translate = translate
         self.name = name
@@ -245,8 +250,9 @@ class Relay:
         self.wakeup = asyncio.Event()
         self.tracking = app.factory.tracking_recorder()
         self.lock = RelayLock(store_settings(app), name)
-        self.on_published = on_published
-        self.position = 0
+        self.position = 0  # published and confirmed up to here
+        self.saved = 0  # written to the store up to here
+        self.saver: asyncio.Task[None] | None = None
 
     def poke(self) -> None:
         """New events were committed in this process: look now rather than at the next poll."""
@@ -258,6 +264,8 @@ class Relay:
             await self._lead()
         finally:
             listener.cancel()
+            with contextlib.suppress(Exception):  # best effort: a shorter repeat after a restart
+                await asyncio.wait_for(asyncio.shield(self._save()), 5.0)
             self.lock.release()
             await self.publisher.close()
 
@@ -278,6 +286,7 @@ class Relay:
                 continue
             if published:
                 continue
+            self._save_soon()  # again, if the last write failed
             self.wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), self.poll_seconds)
@@ -285,7 +294,7 @@ class Relay:
     def _try_lock(self) -> bool:
         if not self.lock.try_acquire():
             return False
-        self.position = self.tracking.max_tracking_id(self.name) or 0
+        self.position = self.saved = self.tracking.max_tracking_id(self.name) or 0
         return True
 
     async def publish_pending(self) -> int:
@@ -301,12 +310,23 @@ class Relay:
         async with asyncio.timeout(PAGE_TIMEOUT):
             await self.publisher.publish_page(messages)
         crash_point("relay_after_publish")
-        last = notifications[-1].id
-        await asyncio.to_thread(self.tracking.insert_tracking, Tracking(self.name, last))
-        self.position = last
-        if self.on_published:
-            self.on_published(last)
+        self.position = notifications[-1].id
+        self._save_soon()
         return len(notifications)
+
+    def _save_soon(self) -> None:
+        if self.saved < self.position and (self.saver is None or self.saver.done()):
+            self.saver = asyncio.create_task(self._save())
+
+    async def _save(self) -> None:
+        """Write the latest confirmed position; positions confirmed meanwhile are written next."""
+        try:
+            while self.saved < self.position:
+                target = self.position
+                await asyncio.to_thread(self.tracking.insert_tracking, Tracking(self.name, target))
+                self.saved = target
+        except Exception as error:  # the store is down: the next page tries again
+            log.warning("relay cannot save its position %s (%s)", self.position, error)
 
     async def _listen(self) -> None:
         """On PostgreSQL, LISTEN for commits of any intake process."""
