@@ -36,6 +36,8 @@ log = logging.getLogger("casework.relay")
 
 # A page not confirmed within this is published again (the broker or the network is stuck).
 PAGE_TIMEOUT = 60.0
+# After a wake-up, the relay waits this long for more commits before reading a page.
+LINGER_SECONDS = 0.003
 
 
 @dataclass(frozen=True)
@@ -290,6 +292,9 @@ class Relay:
             self.wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), self.poll_seconds)
+                # Every commit notifies: a moment's wait gathers several into one page, whose
+                # fixed cost (a read, a write, a position) dominated the relay at moderate rates.
+                await asyncio.sleep(LINGER_SECONDS)
 
     def _try_lock(self) -> bool:
         if not self.lock.try_acquire():

@@ -24,6 +24,10 @@ from shared.topology import DEAD, EVENTS, INTAKE_QUEUE, declare_consumed_queue
 
 log = logging.getLogger("casework.intake")
 
+# A batch that would start with fewer than LINGER_BELOW commands waits LINGER_SECONDS for more.
+LINGER_BELOW = 16
+LINGER_SECONDS = 0.002
+
 
 class Malformed(Exception):
     """Raised when a message cannot be read as a command at all; it goes to casework.dead."""
@@ -98,6 +102,10 @@ class IntakeConsumer:
         """Take what has arrived (up to batch_size), record it, answer duplicates, ack."""
         while True:
             batch = [await self.queue.get()]
+            if self.queue.qsize() < LINGER_BELOW:
+                # A few more milliseconds make a batch of several commands out of a trickle:
+                # the transaction's fixed cost dominated intake's time at moderate rates.
+                await asyncio.sleep(LINGER_SECONDS)
             while len(batch) < self.batch_size and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             outcomes = await self._submit_until_stored([p.submission for p in batch])
