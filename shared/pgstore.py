@@ -9,7 +9,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composable, Identifier
 
 
 class BinaryInsertRecorder(PostgresApplicationRecorder):
@@ -22,15 +22,21 @@ class BinaryInsertRecorder(PostgresApplicationRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Rendered once: psycopg renders a composed statement again on every execute.
         self.binary_insert_statement = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
-        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)).as_string()
+        self.rendered_lock_statements = [
+            statement.as_string() if isinstance(statement, Composable) else statement
+            for statement in self.lock_table_statements]
+        self.notify_statement = SQL("NOTIFY {0}").format(Identifier(self.channel_name)).as_string()
 
     def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any) -> None:
-        self._lock_table(curs)
-        self._notify_channel(curs)
+        for statement in self.rendered_lock_statements:  # the library's _lock_table, pre-rendered
+            curs.execute(statement, prepare=True)
+        curs.execute(self.notify_statement)
         curs.execute(
             self.binary_insert_statement,
             (
