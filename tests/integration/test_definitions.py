@@ -665,3 +665,31 @@ async def test_services_cannot_publish_for_one_another(
     what = f"exchange '{exchange}'" if refusal == "exchange" else f"topic '{routing_key}' in exchange '{exchange}'"
     with refused(what):
         await target.publish(command(scratch.user(user)), routing_key=routing_key)
+
+
+@pytest.mark.integration
+async def test_intake_service_runs_as_svc_intake_and_answers_a_branch(
+        scratch: Scratch, channel_for, database_url: str) -> None:
+    """The service itself under its least-privilege user: declares, consumes, records and relays."""
+    from casework.settings import Settings
+    from services.intake.main import IntakeService
+    from shared.policy import load_policy
+    from tests.support.live import complaint_body, get_one, running
+
+    policy = load_policy()
+    policy = policy.model_copy(update={"users": {scratch.user(u): p for u, p in policy.users.items()}})
+    me = scratch.user("branch-GZ01")
+    branch = await channel_for("branch-GZ01")
+    answers = await branch.declare_queue(exclusive=True)
+    await answers.bind("casework.events", routing_key=f"command.*.{me}")
+    url = f"amqp://{scratch.user('svc-intake')}:svc-intake@{scratch.host}:{scratch.port}/{scratch.vhost}"
+    settings = Settings(amqp_url=url, database_url=database_url)
+    sent = command(me, complaint_body(case_ref="LEAST-PRIVILEGE-1"))
+    async with running(lambda: IntakeService(settings, policy)):
+        commands = await branch.get_exchange("casework.commands", ensure=False)
+        await commands.publish(sent, routing_key="complaint.receive")
+        while True:  # other tests of this module leave commands in the shared queue
+            outcome = json.loads((await get_one(answers, timeout=30)).body)
+            if outcome["command_id"] == sent.message_id:
+                break
+    assert outcome["status"] == "accepted", outcome
