@@ -266,8 +266,10 @@ class Relay:
             await self._lead()
         finally:
             listener.cancel()
-            with contextlib.suppress(Exception):  # best effort: a shorter repeat after a restart
-                await asyncio.wait_for(asyncio.shield(self._save()), 5.0)
+            self._save_soon()  # best effort: a shorter repeat after a restart
+            if self.saver is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(self.saver), 5.0)
             self.lock.release()
             await self.publisher.close()
 
