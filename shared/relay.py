@@ -11,7 +11,9 @@ import contextlib
 import fcntl
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
@@ -22,7 +24,7 @@ import orjson
 import psycopg
 from aiormq.abc import ChannelFrame
 from eventsourcing.application import Application
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Recording, Tracking
 from faststream.rabbit import RabbitBroker
 from pamqp.body import ContentBody
 from pamqp.commands import Basic
@@ -36,8 +38,14 @@ log = logging.getLogger("casework.relay")
 
 # A page not confirmed within this is published again (the broker or the network is stuck).
 PAGE_TIMEOUT = 60.0
-# After a wake-up, the relay waits this long for more commits before reading a page.
+# After a wake-up by another process's commit, the relay waits this long for more commits
+# before reading a page.
 LINGER_SECONDS = 0.003
+# At most this many pages are sent and not yet confirmed.
+PAGES_IN_FLIGHT = 4
+# At most this many events recorded in this process wait in memory for the relay; beyond
+# that it is behind (the broker is down, say) and reads them back from the store instead.
+RECENT_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -85,9 +93,14 @@ def event_message(body: dict[str, Any], position: int, exchange: str = "casework
 
 
 class RelayPublisher(Protocol):
-    """Where the relay sends messages; `publish_page` returns only once the broker confirmed all."""
+    """Where the relay sends messages.
 
-    async def publish_page(self, messages: Sequence[Outgoing]) -> None: ...
+    `send_page` hands a page to the broker, after every page sent before it, and returns
+    what to await for the broker's confirmation of all of it (which raises if any was
+    refused); the relay sends the next page meanwhile.
+    """
+
+    async def send_page(self, messages: Sequence[Outgoing]) -> Awaitable[None]: ...
 
     async def close(self) -> None: ...
 
@@ -103,8 +116,9 @@ class AmqpPublisher:
     is not an error, and a returned copy of each cost the relay and the broker work.
     """
 
-    def __init__(self, amqp_url: str) -> None:
+    def __init__(self, amqp_url: str, user_id: str | None = None) -> None:
         self.amqp_url = amqp_url
+        self.user_id = user_id  # when set, the broker checks it against the connection's login
         self.connection: aio_pika.abc.AbstractRobustConnection | None = None
         self.channel: aio_pika.abc.AbstractChannel | None = None
 
@@ -117,6 +131,10 @@ class AmqpPublisher:
         return cast(aiormq.Channel, await self.channel.get_underlay_channel())
 
     async def publish_page(self, messages: Sequence[Outgoing]) -> None:
+        """Send a page and wait until the broker confirmed all of it."""
+        await (await self.send_page(messages))
+
+    async def send_page(self, messages: Sequence[Outgoing]) -> Awaitable[None]:
         channel = await self._underlay()
         confirmations: list[asyncio.Future[Any]] = []
         async with channel.lock:
@@ -131,7 +149,7 @@ class AmqpPublisher:
                     frames.append(Basic.Publish(exchange=message.exchange, routing_key=message.routing_key))
                     frames.append(ContentHeader(body_size=len(message.body), properties=Basic.Properties(
                         message_id=message.message_id, headers=message.headers, content_type="application/json",
-                        delivery_mode=2, correlation_id=message.correlation_id)))
+                        delivery_mode=2, correlation_id=message.correlation_id, user_id=self.user_id)))
                     frames.extend(ContentBody(message.body[i:i + channel.max_content_size])
                                   for i in range(0, len(message.body), channel.max_content_size))
                 await channel.write_queue.put(ChannelFrame.marshall(channel.number, frames))
@@ -143,6 +161,10 @@ class AmqpPublisher:
                 for confirmation in confirmations:
                     confirmation.cancel()
                 raise
+        return asyncio.ensure_future(self._confirmed(messages, confirmations))
+
+    @staticmethod
+    async def _confirmed(messages: Sequence[Outgoing], confirmations: list[asyncio.Future[Any]]) -> None:
         for message, confirm in zip(messages, await asyncio.gather(*confirmations), strict=True):
             if not isinstance(confirm, Basic.Ack):
                 raise RuntimeError(f"broker refused {message.message_id} on {message.routing_key}")
@@ -160,11 +182,15 @@ class BrokerPublisher:
     def __init__(self, broker: RabbitBroker) -> None:
         self.broker = broker
 
-    async def publish_page(self, messages: Sequence[Outgoing]) -> None:
+    async def send_page(self, messages: Sequence[Outgoing]) -> Awaitable[None]:
+        """Publishes the page and returns once it is confirmed: pages never overlap here."""
         await asyncio.gather(*(self.broker.publish(
             message.body, exchange=message.exchange or None, routing_key=message.routing_key,
             message_id=message.message_id, headers=message.headers, persist=True,
             content_type="application/json", correlation_id=message.correlation_id) for message in messages))
+        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        confirmed.set_result(None)
+        return confirmed
 
     async def close(self) -> None:
         return None
@@ -233,12 +259,14 @@ class RelayLock:
 
 
 class Relay:
-    """Follows the notification log; each page is published with confirms before its position is saved.
+    """Follows the notification log; a page's position is saved only after the broker confirmed it.
 
-    The position is saved behind the publishing: once a page is confirmed the next one is
-    read and published while the position is written, so a commit per page is not on every
-    event's path. A crash or a lost lock before the write only means publishing from the last
-    saved position again: repeats with the same message ids, never a gap.
+    Pages go out one after another without waiting for the previous page's confirmation
+    (up to PAGES_IN_FLIGHT); confirmations settle in order and advance `position`. The
+    position is saved behind the publishing, so a commit per page is not on every event's
+    path either. A refused or timed-out page sends the relay back to its confirmed
+    position, and a crash or a lost lock before the write back to its saved one: repeats
+    with the same message ids, never a gap.
     """
 
     def __init__(self, app: Application[Any], target: str | RelayPublisher, translate: Translate, name: str,
@@ -253,12 +281,49 @@ class Relay:
         self.tracking = app.factory.tracking_recorder()
         self.lock = RelayLock(store_settings(app), name)
         self.position = 0  # published and confirmed up to here
+        self.sent = 0  # handed to the broker up to here
         self.saved = 0  # written to the store up to here
+        self.in_flight: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self.failure: Exception | None = None
         self.saver: asyncio.Task[None] | None = None
+        self.leading = False
+        # Events this process recorded, by notification id, until the relay publishes them.
+        self.recent: dict[int, Any] = {}
+        self.recent_lock = threading.Lock()  # `remember` runs in the writer's thread
 
     def poke(self) -> None:
         """New events were committed in this process: look now rather than at the next poll."""
         self.wakeup.set()
+
+    def remember(self, recordings: Sequence[Recording[Any]]) -> None:
+        """Keep events this process has just committed, so the relay need not read them back.
+
+        Called after the commit, with the notification ids the store gave the events. The
+        relay takes from here only an unbroken run that starts right after what it has
+        sent, so the order is the store's: another process's events, or a gap, send it to
+        the store as before.
+        """
+        if not self.leading:
+            return
+        with self.recent_lock:
+            if len(self.recent) + len(recordings) > RECENT_LIMIT:
+                self.recent.clear()
+                return
+            for recording in recordings:
+                self.recent[recording.notification.id] = recording.domain_event
+
+    def _take_recent(self) -> list[tuple[int, Any]]:
+        """The remembered events that follow the position without a gap, up to a page."""
+        taken: list[tuple[int, Any]] = []
+        with self.recent_lock:
+            following = self.sent + 1
+            while len(taken) < self.page_size and (event := self.recent.pop(following, None)) is not None:
+                taken.append((following, event))
+                following += 1
+            if not taken and self.recent:
+                # Whatever is at or below was sent from the store meanwhile.
+                self.recent = {n: e for n, e in self.recent.items() if n > self.sent}
+        return taken
 
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen())
@@ -266,7 +331,10 @@ class Relay:
             await self._lead()
         finally:
             listener.cancel()
-            self._save_soon()  # best effort: a shorter repeat after a restart
+            if self.in_flight:  # a moment for the last confirmations: a shorter repeat after a restart
+                await asyncio.wait([page for _, page in self.in_flight], timeout=5.0)
+            self._rewind()
+            self._save_soon()
             if self.saver is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(self.saver), 5.0)
@@ -281,7 +349,8 @@ class Relay:
             try:
                 published = await self.publish_pending()
             except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, OSError, RuntimeError) as error:
-                log.warning("relay cannot publish (%s); retrying", error)
+                log.warning("relay cannot publish (%s); publishing again from position %s", error, self.position)
+                self._rewind()
                 await asyncio.sleep(1.0)
                 continue
             except Exception as error:  # the store is down: wait for it, never skip
@@ -292,34 +361,76 @@ class Relay:
                 continue
             self._save_soon()  # again, if the last write failed
             self.wakeup.clear()
+            if self.failure is not None:
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), self.poll_seconds)
-                # Every commit notifies: a moment's wait gathers several into one page, whose
-                # fixed cost (a read, a write, a position) dominated the relay at moderate rates.
-                await asyncio.sleep(LINGER_SECONDS)
+                if self.sent + 1 not in self.recent:
+                    # Every commit notifies: a moment's wait gathers several into one page, whose
+                    # fixed cost (a read, a write, a position) dominated the relay at moderate rates.
+                    await asyncio.sleep(LINGER_SECONDS)
 
     def _try_lock(self) -> bool:
         if not self.lock.try_acquire():
             return False
-        self.position = self.saved = self.tracking.max_tracking_id(self.name) or 0
+        self.position = self.sent = self.saved = self.tracking.max_tracking_id(self.name) or 0
+        self.leading = True
         return True
 
     async def publish_pending(self) -> int:
-        """Publish one page after the saved position; returns how many events it carried."""
-        notifications = await asyncio.to_thread(
-            self.app.recorder.select_notifications, self.position + 1, self.page_size)
-        if not notifications:
+        """Send one page after what was sent; returns how many events it carried.
+
+        Raises what made an earlier page fail, so the caller rewinds to the confirmed position.
+        """
+        if self.failure is not None:
+            raise self.failure
+        while len(self.in_flight) >= PAGES_IN_FLIGHT:
+            await asyncio.wait([self.in_flight[0][1]])
+            if self.failure is not None:
+                raise self.failure
+        events = self._take_recent() or [
+            (notification.id, self.app.mapper.to_domain_event(notification))
+            for notification in await asyncio.to_thread(
+                self.app.recorder.select_notifications, self.sent + 1, self.page_size)]
+        if not events:
             return 0
         messages: list[Outgoing] = []
-        for notification in notifications:
-            event = self.app.mapper.to_domain_event(notification)
-            messages.extend(self.translate(event, notification.id))
+        for position, event in events:
+            messages.extend(self.translate(event, position))
         async with asyncio.timeout(PAGE_TIMEOUT):
-            await self.publisher.publish_page(messages)
-        crash_point("relay_after_publish")
-        self.position = notifications[-1].id
+            confirmation = await self.publisher.send_page(messages)
+        page = asyncio.ensure_future(asyncio.wait_for(confirmation, PAGE_TIMEOUT))
+        self.in_flight.append((events[-1][0], page))
+        page.add_done_callback(self._settle)
+        self.sent = events[-1][0]
+        return len(events)
+
+    def _settle(self, _: asyncio.Future[None]) -> None:
+        """Confirmed pages, oldest first, advance the position; a failed one stops it there."""
+        while self.in_flight and self.failure is None:
+            last, page = self.in_flight[0]
+            if not page.done():
+                break
+            if page.cancelled() or page.exception() is not None:
+                self.failure = RuntimeError(f"the page after position {self.position} was not confirmed: "
+                                            f"{'cancelled' if page.cancelled() else page.exception()!r}")
+                self.wakeup.set()
+                return
+            self.in_flight.popleft()
+            crash_point("relay_after_publish")
+            self.position = last
         self._save_soon()
-        return len(notifications)
+
+    def _rewind(self) -> None:
+        """Back to the confirmed position: whatever was sent after it goes out again."""
+        for _, page in self.in_flight:
+            page.remove_done_callback(self._settle)
+            page.cancel()
+        self.in_flight.clear()
+        self.failure = None
+        self.sent = self.position
+        with self.recent_lock:
+            self.recent.clear()
 
     def _save_soon(self) -> None:
         if self.saved < self.position and (self.saver is None or self.saver.done()):

@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Recording
 
 from services.intake.authorise import Actor, Forbidden, authorise_case, check_role
 from services.intake.domain import (
@@ -98,8 +98,14 @@ class IntakeApplication(Application[UUID]):
                  env: dict[str, str] | None = None) -> None:
         self.policy = policy
         self.clock = clock
+        # Told of every commit's events, with their notification ids (the relay in this process).
+        self.on_recorded: Callable[[list[Recording[UUID]]], None] | None = None
         settings = {**eventsourcing_env(database_url, "casework"), **(env or {})}
         open_application(lambda: super(IntakeApplication, self).__init__(env=settings), settings)
+
+    def _notify(self, recordings: list[Recording[UUID]]) -> None:
+        if self.on_recorded is not None:
+            self.on_recorded(recordings)
 
     # -- the one use case -------------------------------------------------------------
     def submit(self, submissions: Sequence[Submission]) -> list[Outcome]:

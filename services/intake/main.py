@@ -38,6 +38,9 @@ class IntakeService:
                            settings.relay_page_size, settings.relay_poll_seconds)
         # With the relay in its own process (`casework run --only relay`), PostgreSQL's NOTIFY wakes it.
         self.relay_here = settings.intake_relay
+        if self.relay_here:
+            # The relay publishes this process's commits from memory, without reading them back.
+            self.app.on_recorded = self.relay.remember
         self.consumer = IntakeConsumer(self.app, self.broker, settings.intake_batch_size,
                                        on_commit=self.relay.poke if self.relay_here else None)
         # An in-process broker delivers through FastStream; a real one feeds the consumer directly.
