@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +33,11 @@ class BinaryInsertRecorder(PostgresApplicationRecorder):
         self.rendered_lock_statements = [
             statement.as_string() if isinstance(statement, Composable) else statement
             for statement in self.lock_table_statements]
-        self.notify_statement = SQL("NOTIFY {0}").format(Identifier(self.channel_name)).as_string()
+        # The payload names the writer, so a relay in the same process, which is handed the
+        # events directly, can skip the wake-up its own commits cause.
+        self.notify_payload = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.notify_statement = SQL("NOTIFY {0}, {1}").format(
+            Identifier(self.channel_name), self.notify_payload).as_string()
 
     def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any) -> None:
         for statement in self.rendered_lock_statements:  # the library's _lock_table, pre-rendered
