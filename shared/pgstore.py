@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
+from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+import psycopg
+from eventsourcing.persistence import IntegrityError, ProgrammingError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composable, Identifier
+
+from shared.store import pg_connection_args
 
 
 class BinaryInsertRecorder(PostgresApplicationRecorder):
@@ -53,3 +59,85 @@ class BinaryInsertRecorder(PostgresApplicationRecorder):
             ),
             binary=True,
         )
+
+
+class AsyncEventWriter:
+    """A recorder's reads of whole streams and its inserts, on an asyncio connection of their own.
+
+    The same statements as `BinaryInsertRecorder` (lock, NOTIFY, insert returning the
+    notification ids), so the two can be used side by side on one database.
+    """
+
+    def __init__(self, recorder: BinaryInsertRecorder, env: dict[str, str]) -> None:
+        self.recorder = recorder
+        self.connect_args = pg_connection_args(env)
+        self.connection: psycopg.AsyncConnection[Any] | None = None
+        self.select_statement = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
+            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+        ).format(schema=Identifier(recorder.datastore.schema or "public"),
+                 table=Identifier(recorder.events_table_name)).as_string()
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        if self.connection is None or self.connection.closed:
+            self.connection = await psycopg.AsyncConnection.connect(
+                **self.connect_args, autocommit=True)  # type: ignore[arg-type]
+        return self.connection
+
+    async def select_streams(self, ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
+        """Stored events of many streams, in version order, by stream."""
+        found: dict[UUID, list[StoredEvent]] = defaultdict(list)
+        if not ids:
+            return found
+        async with self._using() as conn:
+            cursor = await conn.execute(self.select_statement, (list(ids),))
+            rows = await cursor.fetchall()
+        for originator_id, version, topic, state in rows:
+            found[originator_id].append(StoredEvent(
+                originator_id=originator_id, originator_version=version, topic=topic, state=bytes(state)))
+        return found
+
+    async def insert(self, stored_events: Sequence[StoredEvent]) -> list[int]:
+        """Insert in one transaction under the recorder's table lock; returns the notification ids.
+
+        A stream version that already exists raises the library's `IntegrityError`.
+        """
+        if not stored_events:
+            return []
+        async with self._using() as conn:
+            try:
+                async with conn.pipeline() as pipeline, conn.transaction():
+                    for statement in self.recorder.rendered_lock_statements:
+                        await conn.execute(statement)
+                    await conn.execute(self.recorder.notify_statement)
+                    cursor = await conn.execute(self.recorder.binary_insert_statement, (
+                        [e.originator_id for e in stored_events],
+                        [e.originator_version for e in stored_events],
+                        [e.topic for e in stored_events],
+                        [e.state for e in stored_events],
+                    ), binary=True)
+                    await pipeline.sync()
+                    ids = [row[0] for row in await cursor.fetchall()]
+            except psycopg.errors.UniqueViolation as error:
+                raise IntegrityError(error) from error
+        if len(ids) != len(stored_events):
+            raise ProgrammingError(f"inserted {len(stored_events)} events but got {len(ids)} notification ids")
+        return ids
+
+    @contextlib.asynccontextmanager
+    async def _using(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """The connection; dropped after any failure but a conflict, so the next call reconnects."""
+        conn = await self._connect()
+        try:
+            yield conn
+        except (psycopg.errors.UniqueViolation, IntegrityError):
+            raise
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            with contextlib.suppress(psycopg.Error):
+                await self.connection.close()
+            self.connection = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.persistence import IntegrityError, Notification, Recording
 
 from services.intake.authorise import Actor, Forbidden, authorise_case, check_role
 from services.intake.domain import (
@@ -25,10 +26,11 @@ from services.intake.domain import (
     report_id,
 )
 from services.intake.periods import period_after, period_of, validate_period
-from services.intake.prefetch import load_aggregates
+from services.intake.prefetch import aggregates_from, load_aggregates
 from shared.chain import Cause, ChainedAggregate
 from shared.events import Outcome, OutcomeError
 from shared.events import commands as c
+from shared.pgstore import AsyncEventWriter, BinaryInsertRecorder
 from shared.policy import Policy
 from shared.store import eventsourcing_env, open_application, save_aggregates
 
@@ -65,7 +67,10 @@ class Batch:
         self.absent: set[UUID] = set()
 
     def preload(self, ids: Iterable[UUID]) -> None:
-        for stream_id, aggregate in load_aggregates(self.app, ids).items():
+        self.take(load_aggregates(self.app, ids))
+
+    def take(self, loaded: dict[UUID, Any | None]) -> None:
+        for stream_id, aggregate in loaded.items():
             if aggregate is None:
                 self.absent.add(stream_id)
             else:
@@ -102,6 +107,9 @@ class IntakeApplication(Application[UUID]):
         self.on_recorded: Callable[[list[Recording[UUID]]], None] | None = None
         settings = {**eventsourcing_env(database_url, "casework"), **(env or {})}
         open_application(lambda: super(IntakeApplication, self).__init__(env=settings), settings)
+        # On PostgreSQL the consumer's batches are read and committed on its event loop.
+        self.writer = (AsyncEventWriter(self.recorder, settings)
+                       if isinstance(self.recorder, BinaryInsertRecorder) else None)
 
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         if self.on_recorded is not None:
@@ -131,6 +139,43 @@ class IntakeApplication(Application[UUID]):
     def _submit_once(self, submissions: Sequence[Submission]) -> list[Outcome]:
         batch = Batch(self)
         batch.preload(self._named_streams(submissions))
+        outcomes = self._decide(batch, submissions)
+        save_aggregates(self, [a for a in batch.touched.values() if a.pending_events])
+        return outcomes
+
+    async def submit_async(self, submissions: Sequence[Submission]) -> list[Outcome]:
+        """`submit`, with PostgreSQL's reads and the commit done on the event loop.
+
+        In a thread, the commit's three round trips to the database each had to win the
+        interpreter back from the consumer's event loop, which tripled a batch's time at
+        1,000 commands/s. Here the loop carries on with deliveries while the database
+        answers. A conflict goes the thread's way, which retries command by command.
+        """
+        if self.writer is None:
+            return await asyncio.to_thread(self.submit, submissions)
+        named = list(dict.fromkeys(self._named_streams(submissions)))
+        batch = Batch(self)
+        batch.take(aggregates_from(self, named, await self.writer.select_streams(named)))
+        outcomes = self._decide(batch, submissions)
+        events = [event for aggregate in batch.touched.values() if aggregate.pending_events
+                  for event in aggregate.collect_events()]
+        stored = [self.mapper.to_stored_event(event) for event in events]
+        try:
+            notification_ids = await self.writer.insert(stored)
+        except IntegrityError:
+            return await asyncio.to_thread(self.submit, submissions)
+        self._notify([Recording(event, Notification(
+            originator_id=record.originator_id, originator_version=record.originator_version,
+            topic=record.topic, state=record.state, id=notification_id))
+            for event, record, notification_id in zip(events, stored, notification_ids, strict=True)])
+        return outcomes
+
+    async def aclose(self) -> None:
+        if self.writer is not None:
+            await self.writer.close()
+
+    def _decide(self, batch: Batch, submissions: Sequence[Submission]) -> list[Outcome]:
+        """Apply each command in turn to the batch's aggregates; returns their outcomes."""
         outcomes: list[Outcome] = []
         for submission in submissions:
             record_id = command_record_id(submission.user_id, submission.message_id)
@@ -152,7 +197,6 @@ class IntakeApplication(Application[UUID]):
                 correlation_id=submission.correlation_id,
             ))
             outcomes.append(outcome)
-        save_aggregates(self, [a for a in batch.touched.values() if a.pending_events])
         return outcomes
 
     def _named_streams(self, submissions: Sequence[Submission]) -> list[UUID]:

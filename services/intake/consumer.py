@@ -122,7 +122,7 @@ class IntakeConsumer:
         delay = 0.2
         while True:
             try:
-                return await asyncio.to_thread(self.app.submit, submissions)
+                return await self.app.submit_async(submissions)
             except Exception as error:
                 log.warning("event store unavailable (%s: %s); holding %d commands and retrying in %.1fs",
                             type(error).__name__, error, len(submissions), delay)

@@ -67,6 +67,7 @@ class IntakeService:
                 await self.source.close()
             if not self.hosted:
                 await self.broker.stop()
+            await self.app.aclose()
             self.app.close()
 
 

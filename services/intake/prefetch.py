@@ -56,7 +56,12 @@ def select_streams(app: Application[UUID], ids: Iterable[UUID]) -> dict[UUID, li
 def load_aggregates(app: Application[UUID], ids: Iterable[UUID]) -> dict[UUID, Any | None]:
     """The current state of each stream (None for a stream that does not exist)."""
     wanted = list(dict.fromkeys(ids))
-    streams = select_streams(app, wanted)
+    return aggregates_from(app, wanted, select_streams(app, wanted))
+
+
+def aggregates_from(app: Application[UUID], wanted: Iterable[UUID],
+                    streams: dict[UUID, list[StoredEvent]]) -> dict[UUID, Any | None]:
+    """Each wanted stream's aggregate rebuilt from its stored events (None where it has none)."""
     loaded: dict[UUID, Any | None] = dict.fromkeys(wanted)
     for stream, stored in streams.items():
         aggregate = None

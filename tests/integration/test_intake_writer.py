@@ -1,0 +1,80 @@
+"""Intake's commits on PostgreSQL from the event loop: a race between two writers, and an outage."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from services.intake.application import IntakeApplication
+from shared.events import Outcome
+from shared.policy import load_policy
+from tests.unit.commands import submission
+
+pytestmark = pytest.mark.integration
+
+POLICY = load_policy()
+
+
+def complaint(case_ref: str, message_id: str) -> Any:
+    return submission("complaint.receive", {
+        "branch_id": "GZ01", "case_ref": case_ref, "waybill_no": "WB1", "category": "shortage",
+        "customer": {"name": "王先生", "phone": "13900000000"}, "description": "two cartons short",
+    }, user="branch-GZ01", message_id=message_id)
+
+
+async def test_two_writers_racing_for_one_case_make_one_stream(database_url: str) -> None:
+    """Both read the case as new before either commits: the second commit conflicts, and its
+    batch is decided again against what the first recorded."""
+    first, second = IntakeApplication(POLICY, database_url), IntakeApplication(POLICY, database_url)
+    both_read = asyncio.Barrier(2)
+    for app in (first, second):
+        assert app.writer is not None
+        select = app.writer.select_streams
+
+        async def select_then_wait(ids: Sequence[UUID], select: Any = select) -> Any:
+            found = await select(ids)
+            await both_read.wait()
+            return found
+
+        app.writer.select_streams = select_then_wait  # type: ignore[method-assign]
+    try:
+        outcomes: list[list[Outcome]] = await asyncio.gather(
+            first.submit_async([complaint("RACE", "race-a"), complaint("OWN-A", "own-a")]),
+            second.submit_async([complaint("RACE", "race-b"), complaint("OWN-B", "own-b")]))
+    finally:
+        for app in (first, second):
+            await app.aclose()
+    race = sorted((o[0].status, o[0].error.code if o[0].error else None) for o in outcomes)
+    assert race == [("accepted", None), ("rejected", "case_exists")]
+    assert [o[1].status for o in outcomes] == ["accepted", "accepted"], "the rest of the batch is kept"
+    assert outcomes[0][0].stream_id == outcomes[1][0].stream_id
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT originator_id, originator_version FROM casework_events "
+                            "WHERE originator_id = %s", (outcomes[0][0].stream_id,)).fetchall()
+    assert [version for _, version in rows] == [1], "the case was received once"
+    first.close()
+    second.close()
+
+
+async def test_the_writer_reconnects_after_the_database_drops_its_connection(database_url: str) -> None:
+    app = IntakeApplication(POLICY, database_url)
+    assert app.writer is not None
+    try:
+        [accepted] = await app.submit_async([complaint("BEFORE", "before")])
+        assert accepted.status == "accepted"
+        backend = app.writer.connection.info.backend_pid if app.writer.connection else None
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        with pytest.raises(psycopg.OperationalError):
+            await app.submit_async([complaint("DURING", "during")])
+        [after] = await app.submit_async([complaint("DURING", "during")])  # the consumer retries so
+        assert after.status == "accepted"
+        assert app.writer.connection is not None and app.writer.connection.info.backend_pid != backend
+    finally:
+        await app.aclose()
+        app.close()
