@@ -36,8 +36,9 @@ class BinaryInsertRecorder(PostgresApplicationRecorder):
             "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)).as_string()
-        self.rendered_lock_statements = [
-            statement.as_string() if isinstance(statement, Composable) else statement
+        self.rendered_lock_statements: list[str] = [
+            statement.as_string() if isinstance(statement, Composable)
+            else statement.decode() if isinstance(statement, bytes) else str(statement)
             for statement in self.lock_table_statements]
         # The payload names the writer, so a relay in the same process, which is handed the
         # events directly, can skip the wake-up its own commits cause.
@@ -77,6 +78,7 @@ class AsyncEventWriter:
             "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
         ).format(schema=Identifier(recorder.datastore.schema or "public"),
                  table=Identifier(recorder.events_table_name)).as_string()
+        self.begin_statement = "; ".join(["BEGIN", *recorder.rendered_lock_statements, recorder.notify_statement])
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         if self.connection is None or self.connection.closed:
@@ -105,20 +107,20 @@ class AsyncEventWriter:
         if not stored_events:
             return []
         async with self._using() as conn:
+            # Three round trips without pipeline mode, whose bookkeeping cost more than the
+            # waits: the lock and NOTIFY go in one simple query, then the insert, then COMMIT.
+            await conn.execute(self.begin_statement)
             try:
-                async with conn.pipeline() as pipeline, conn.transaction():
-                    for statement in self.recorder.rendered_lock_statements:
-                        await conn.execute(statement)
-                    await conn.execute(self.recorder.notify_statement)
-                    cursor = await conn.execute(self.recorder.binary_insert_statement, (
-                        [e.originator_id for e in stored_events],
-                        [e.originator_version for e in stored_events],
-                        [e.topic for e in stored_events],
-                        [e.state for e in stored_events],
-                    ), binary=True)
-                    await pipeline.sync()
-                    ids = [row[0] for row in await cursor.fetchall()]
+                cursor = await conn.execute(self.recorder.binary_insert_statement, (
+                    [e.originator_id for e in stored_events],
+                    [e.originator_version for e in stored_events],
+                    [e.topic for e in stored_events],
+                    [e.state for e in stored_events],
+                ), binary=True)
+                ids = [row[0] for row in await cursor.fetchall()]
+                await conn.execute("COMMIT")
             except psycopg.errors.UniqueViolation as error:
+                await conn.execute("ROLLBACK")
                 raise IntegrityError(error) from error
         if len(ids) != len(stored_events):
             raise ProgrammingError(f"inserted {len(stored_events)} events but got {len(ids)} notification ids")
