@@ -67,7 +67,6 @@ class Scratch:
         return urlunsplit((p.scheme, p.netloc, "/" + self.db, "", ""))
 
 
-PACE_TICK = 0.005
 PAGE_TICK = 0.002
 RELAY_APART = False  # --relay-apart: intake and its relay in separate processes
 INTAKES = 1  # --intakes N: that many intake processes on the one queue
@@ -113,22 +112,15 @@ async def declare(url: str) -> None:
     await broker.stop()
 
 
-async def publish(url: str, n: int, tag: str, rate: float | None = None, window: int = 500) -> dict[str, float]:
-    """Publish n commands with confirms (pipelined up to `window`), optionally paced; returns send times."""
+async def publish(url: str, n: int, tag: str, window: int = 500) -> dict[str, float]:
+    """Publish n commands with confirms, pipelined up to `window`, as fast as they go; returns send times."""
     sent: dict[str, float] = {}
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange("casework.commands")
         pending: set[asyncio.Future[Any]] = set()
-        start = time.perf_counter()
         for i in range(n):
-            if rate:
-                # Sleep only when 5 ms or more ahead: a timer per command cost the load generator
-                # more than the publish. Commands go out at most 5 ms before their slot.
-                delay = start + i / rate - time.perf_counter()
-                if delay > PACE_TICK:
-                    await asyncio.sleep(delay)
             mid = f"{tag}-{i}"
             sent[mid] = time.time()
             pending.add(asyncio.ensure_future(exchange.publish(aio_pika.Message(

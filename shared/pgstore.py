@@ -20,6 +20,21 @@ from psycopg.sql import SQL, Composable, Identifier
 from shared.store import pg_connection_args
 
 
+def select_streams_statement(recorder: PostgresApplicationRecorder) -> str:
+    """Every stored event of the streams in one array parameter, by stream and version."""
+    return SQL(
+        "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
+        "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+    ).format(schema=Identifier(recorder.datastore.schema or "public"),
+             table=Identifier(recorder.events_table_name)).as_string()
+
+
+def insert_arrays(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
+    """The four column arrays `binary_insert_statement` takes."""
+    return ([e.originator_id for e in stored_events], [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events], [e.state for e in stored_events])
+
+
 class BinaryInsertRecorder(PostgresApplicationRecorder):
     """Same table, lock, NOTIFY and returned notification ids as the library's recorder.
 
@@ -50,16 +65,7 @@ class BinaryInsertRecorder(PostgresApplicationRecorder):
         for statement in self.rendered_lock_statements:  # the library's _lock_table, pre-rendered
             curs.execute(statement, prepare=True)
         curs.execute(self.notify_statement)
-        curs.execute(
-            self.binary_insert_statement,
-            (
-                [e.originator_id for e in stored_events],
-                [e.originator_version for e in stored_events],
-                [e.topic for e in stored_events],
-                [e.state for e in stored_events],
-            ),
-            binary=True,
-        )
+        curs.execute(self.binary_insert_statement, insert_arrays(stored_events), binary=True)
 
 
 class AsyncEventWriter:
@@ -73,11 +79,7 @@ class AsyncEventWriter:
         self.recorder = recorder
         self.connect_args = pg_connection_args(env)
         self.connection: psycopg.AsyncConnection[Any] | None = None
-        self.select_statement = SQL(
-            "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
-            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
-        ).format(schema=Identifier(recorder.datastore.schema or "public"),
-                 table=Identifier(recorder.events_table_name)).as_string()
+        self.select_statement = select_streams_statement(recorder)
         self.begin_statement = "; ".join(["BEGIN", *recorder.rendered_lock_statements, recorder.notify_statement])
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
@@ -111,12 +113,8 @@ class AsyncEventWriter:
             # waits: the lock and NOTIFY go in one simple query, then the insert, then COMMIT.
             await conn.execute(self.begin_statement)
             try:
-                cursor = await conn.execute(self.recorder.binary_insert_statement, (
-                    [e.originator_id for e in stored_events],
-                    [e.originator_version for e in stored_events],
-                    [e.topic for e in stored_events],
-                    [e.state for e in stored_events],
-                ), binary=True)
+                cursor = await conn.execute(
+                    self.recorder.binary_insert_statement, insert_arrays(stored_events), binary=True)
                 ids = [row[0] for row in await cursor.fetchall()]
                 await conn.execute("COMMIT")
             except psycopg.errors.UniqueViolation as error:
@@ -132,7 +130,7 @@ class AsyncEventWriter:
         conn = await self._connect()
         try:
             yield conn
-        except (psycopg.errors.UniqueViolation, IntegrityError):
+        except IntegrityError:  # a conflict leaves the connection as it was
             raise
         except BaseException:
             await self.close()

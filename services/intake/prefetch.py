@@ -11,7 +11,8 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
-from psycopg import sql
+
+from shared.pgstore import select_streams_statement
 
 
 def select_streams(app: Application[UUID], ids: Iterable[UUID]) -> dict[UUID, list[StoredEvent]]:
@@ -22,12 +23,8 @@ def select_streams(app: Application[UUID], ids: Iterable[UUID]) -> dict[UUID, li
         return found
     recorder: Any = app.recorder
     if isinstance(recorder, PostgresApplicationRecorder):
-        query = sql.SQL(
-            "SELECT originator_id, originator_version, topic, state FROM {}.{} "
-            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
-        ).format(sql.Identifier(recorder.datastore.schema or "public"), sql.Identifier(recorder.events_table_name))
         with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-            cursor.execute(query, (wanted,))
+            cursor.execute(select_streams_statement(recorder), (wanted,))
             rows = cursor.fetchall()
         for row in rows:
             found[row["originator_id"]].append(StoredEvent(
