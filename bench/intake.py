@@ -330,6 +330,10 @@ def main(argv: list[str] | None = None) -> None:
               f"max {lat['max_ms']:.1f} ms ({lat['answered']}/{lat['n']} answered), "
               f"peak RSS {lat['rss_mb']:.0f} MB{of}")
         return
+    if args.only in ("live", "drain"):
+        alone = asyncio.run(live(args.n) if args.only == "live" else drain(args.n))
+        print(f"{args.only}: {alone['rate']:,.0f} commands/s, all relayed; peak RSS {alone['rss_mb']:.0f} MB")
+        return
     print(f"live: {args.n} commands from a separate publisher process …", file=sys.stderr)
     results["live"] = asyncio.run(live(args.n))
     print(f"drain: {args.n} commands queued, then the service started …", file=sys.stderr)
