@@ -95,6 +95,18 @@ class Service:
                     peaks.append(int(line.split()[1]) / 1024)
         return max(peaks, default=float("nan"))
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU the service's processes have used so far.
+
+        Per command, this moves far less than throughput on a shared machine: a neighbour
+        that takes the cores delays the service but does not add to its own CPU time.
+        """
+        ticks = 0
+        for proc in self.procs:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime and stime, fields 14 and 15 of stat(5)
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -185,9 +197,11 @@ async def live(n: int) -> dict[str, float]:
         try:
             await wait_running(s.amqp_url)
             start = time.perf_counter()
+            cpu = service.cpu_seconds()
             publisher_process(s.amqp_url, n, s.tag)
             end = await count_until(s.amqp_url, "bench.relayed", n, timeout=600)
-            return {"rate": n / (end - start), "rss_mb": service.peak_rss_mb()}
+            return {"rate": n / (end - start), "rss_mb": service.peak_rss_mb(),
+                    "cpu_ms": (service.cpu_seconds() - cpu) * 1000 / n}
         finally:
             service.stop()
 
@@ -202,7 +216,8 @@ async def drain(n: int) -> dict[str, float]:
         service.start()
         try:
             end = await count_until(s.amqp_url, "bench.relayed", n, timeout=600)
-            return {"rate": n / (end - start), "rss_mb": service.peak_rss_mb()}
+            return {"rate": n / (end - start), "rss_mb": service.peak_rss_mb(),
+                    "cpu_ms": service.cpu_seconds() * 1000 / n}
         finally:
             service.stop()
 
@@ -267,14 +282,16 @@ async def latency(rate: float, seconds: float) -> dict[str, float]:
                 # nothing the measurement needs.
                 underlay = await channel.get_underlay_channel()
                 await underlay.basic_consume(outcomes.name, on_outcome, no_ack=True)
+                cpu = service.cpu_seconds()
                 sent = await paced_publish(s.amqp_url, n, s.tag, rate)
                 deadline = time.perf_counter() + 60
                 while len(arrived) < n and time.perf_counter() < deadline:
                     await asyncio.sleep(0.1)
+                cpu = service.cpu_seconds() - cpu
             delays = sorted((arrived[m] - sent[m]) * 1000 for m in sent if m in arrived)
             return {"n": n, "answered": len(delays), "p50_ms": statistics.median(delays),
                     "p99_ms": delays[int(len(delays) * 0.99) - 1], "max_ms": delays[-1],
-                    "rss_mb": service.peak_rss_mb()}
+                    "rss_mb": service.peak_rss_mb(), "cpu_ms": cpu * 1000 / n}
         finally:
             service.stop()
 
@@ -290,9 +307,10 @@ def latency_runs(rate: float, seconds: float, repeat: int) -> dict[str, Any]:
         lat = asyncio.run(latency(rate, seconds))
         runs.append(lat)
         print(f"  latency run {i + 1}/{repeat}: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
-              f"max {lat['max_ms']:.1f} ms ({lat['answered']}/{lat['n']} answered)", file=sys.stderr)
+              f"max {lat['max_ms']:.1f} ms ({lat['answered']}/{lat['n']} answered); "
+              f"service CPU {lat['cpu_ms']:.2f} ms per command", file=sys.stderr)
     summary: dict[str, Any] = {key: statistics.median(run[key] for run in runs)
-                               for key in ("p50_ms", "p99_ms", "max_ms")}
+                               for key in ("p50_ms", "p99_ms", "max_ms", "cpu_ms")}
     summary.update(n=runs[0]["n"], answered=min(run["answered"] for run in runs),
                    rss_mb=max(run["rss_mb"] for run in runs), runs=runs,
                    p99_range=(min(run["p99_ms"] for run in runs), max(run["p99_ms"] for run in runs)))
@@ -328,11 +346,12 @@ def main(argv: list[str] | None = None) -> None:
         of = f" (medians of {args.repeat} runs; p99 {low:.1f}–{high:.1f} ms)" if args.repeat > 1 else ""
         print(f"latency at {args.rate:.0f}/s: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
               f"max {lat['max_ms']:.1f} ms ({lat['answered']}/{lat['n']} answered), "
-              f"peak RSS {lat['rss_mb']:.0f} MB{of}")
+              f"service CPU {lat['cpu_ms']:.2f} ms per command, peak RSS {lat['rss_mb']:.0f} MB{of}")
         return
     if args.only in ("live", "drain"):
         alone = asyncio.run(live(args.n) if args.only == "live" else drain(args.n))
-        print(f"{args.only}: {alone['rate']:,.0f} commands/s, all relayed; peak RSS {alone['rss_mb']:.0f} MB")
+        print(f"{args.only}: {alone['rate']:,.0f} commands/s, all relayed; service CPU {alone['cpu_ms']:.2f} ms "
+              f"per command; peak RSS {alone['rss_mb']:.0f} MB")
         return
     print(f"live: {args.n} commands from a separate publisher process …", file=sys.stderr)
     results["live"] = asyncio.run(live(args.n))
@@ -357,6 +376,8 @@ def main(argv: list[str] | None = None) -> None:
         raw = results.get("ceiling", {}).get(mode)
         ratio = f"{ours / raw:.2f}" if raw else "-"
         print(f"{mode + ' (commands/s, all relayed)':<34}{ours:>12,.0f}{(raw or 0):>12,.0f}{ratio:>8}  ≥ 0.50")
+    print(f"{'service CPU per command (ms)':<34}  live {results['live']['cpu_ms']:.2f}, drain "
+          f"{results['drain']['cpu_ms']:.2f} (with start-up), at {args.rate:.0f}/s {lat['cpu_ms']:.2f}")
     print(f"{'latency p50 / p99 / max (ms)':<34}{lat['p50_ms']:>8.1f} / {lat['p99_ms']:.1f} / {lat['max_ms']:.1f}"
           f"   p99 ≤ 50 ms at {args.rate:.0f}/s ({lat['answered']}/{lat['n']} answered)")
     if args.repeat > 1:

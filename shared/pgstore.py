@@ -11,8 +11,8 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import IntegrityError, ProgrammingError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.persistence import IntegrityError, ProgrammingError, StoredEvent, Tracking
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composable, Identifier
@@ -68,7 +68,43 @@ class BinaryInsertRecorder(PostgresApplicationRecorder):
         curs.execute(self.binary_insert_statement, insert_arrays(stored_events), binary=True)
 
 
-class AsyncEventWriter:
+class OwnAsyncConnection:
+    """An asyncio connection of one's own, opened on first use and after any failure.
+
+    On the event loop a round trip costs only its wait. In a thread, each one first had to
+    win the interpreter back from the busy event loop.
+    """
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.connect_args = pg_connection_args(env)
+        self.connection: psycopg.AsyncConnection[Any] | None = None
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        if self.connection is None or self.connection.closed:
+            self.connection = await psycopg.AsyncConnection.connect(
+                **self.connect_args, autocommit=True)  # type: ignore[arg-type]
+        return self.connection
+
+    @contextlib.asynccontextmanager
+    async def _using(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """The connection; dropped after any failure but a conflict, so the next call reconnects."""
+        conn = await self._connect()
+        try:
+            yield conn
+        except IntegrityError:  # a conflict leaves the connection as it was
+            raise
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            with contextlib.suppress(psycopg.Error):
+                await self.connection.close()
+            self.connection = None
+
+
+class AsyncEventWriter(OwnAsyncConnection):
     """A recorder's reads of whole streams and its inserts, on an asyncio connection of their own.
 
     The same statements as `BinaryInsertRecorder` (lock, NOTIFY, insert returning the
@@ -76,17 +112,10 @@ class AsyncEventWriter:
     """
 
     def __init__(self, recorder: BinaryInsertRecorder, env: dict[str, str]) -> None:
+        super().__init__(env)
         self.recorder = recorder
-        self.connect_args = pg_connection_args(env)
-        self.connection: psycopg.AsyncConnection[Any] | None = None
         self.select_statement = select_streams_statement(recorder)
         self.begin_statement = "; ".join(["BEGIN", *recorder.rendered_lock_statements, recorder.notify_statement])
-
-    async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        if self.connection is None or self.connection.closed:
-            self.connection = await psycopg.AsyncConnection.connect(
-                **self.connect_args, autocommit=True)  # type: ignore[arg-type]
-        return self.connection
 
     async def select_streams(self, ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
         """Stored events of many streams, in version order, by stream."""
@@ -124,20 +153,25 @@ class AsyncEventWriter:
             raise ProgrammingError(f"inserted {len(stored_events)} events but got {len(ids)} notification ids")
         return ids
 
-    @contextlib.asynccontextmanager
-    async def _using(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """The connection; dropped after any failure but a conflict, so the next call reconnects."""
-        conn = await self._connect()
-        try:
-            yield conn
-        except IntegrityError:  # a conflict leaves the connection as it was
-            raise
-        except BaseException:
-            await self.close()
-            raise
 
-    async def close(self) -> None:
-        if self.connection is not None:
-            with contextlib.suppress(psycopg.Error):
-                await self.connection.close()
-            self.connection = None
+class AsyncPositionWriter(OwnAsyncConnection):
+    """Saves a follower's position with the tracking recorder's own statement, on an asyncio connection.
+
+    One autocommitted upsert that only ever raises the saved position, as the recorder's
+    `insert_tracking` does in a transaction of its own (single-row tracking).
+    """
+
+    def __init__(self, recorder: PostgresTrackingRecorder, env: dict[str, str]) -> None:
+        super().__init__(env)
+        if not recorder.datastore.single_row_tracking:
+            raise ProgrammingError("the asyncio position writer needs single-row tracking")
+        self.statement = recorder.insert_tracking_statement.as_string()
+
+    async def save(self, tracking: Tracking) -> None:
+        """Raises the library's `IntegrityError` when the saved position is already at or past it."""
+        async with self._using() as conn:
+            cursor = await conn.execute(self.statement, {"application_name": tracking.application_name,
+                                                         "notification_id": tracking.notification_id})
+            if await cursor.fetchone() is None:
+                raise IntegrityError(f"the saved position of {tracking.application_name} is already at or "
+                                     f"past {tracking.notification_id}")

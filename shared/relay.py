@@ -25,6 +25,7 @@ import psycopg
 from aiormq.abc import ChannelFrame
 from eventsourcing.application import Application
 from eventsourcing.persistence import Recording, Tracking
+from eventsourcing.postgres import PostgresTrackingRecorder
 from faststream.rabbit import RabbitBroker
 from pamqp.body import ContentBody
 from pamqp.commands import Basic
@@ -32,6 +33,7 @@ from pamqp.header import ContentHeader
 
 from shared.chain import own_fields
 from shared.faults import crash_point
+from shared.pgstore import AsyncPositionWriter
 from shared.store import pg_connection_args
 
 log = logging.getLogger("casework.relay")
@@ -282,6 +284,11 @@ class Relay:
         self.wakeup = asyncio.Event()
         self.tracking = app.factory.tracking_recorder()
         self.lock = RelayLock(store_settings(app), name)
+        # On PostgreSQL the position is written on the event loop; SQLite's writes stay in a thread.
+        self.position_writer = (
+            AsyncPositionWriter(self.tracking, self.lock.env)
+            if isinstance(self.tracking, PostgresTrackingRecorder) and self.tracking.datastore.single_row_tracking
+            else None)
         self.position = 0  # published and confirmed up to here
         self.sent = 0  # handed to the broker up to here
         self.saved = 0  # written to the store up to here
@@ -347,6 +354,8 @@ class Relay:
                     await asyncio.wait_for(asyncio.shield(self.saver), 5.0)
             self.lock.release()
             await self.publisher.close()
+            if self.position_writer is not None:
+                await self.position_writer.close()
 
     async def _lead(self) -> None:
         while not await asyncio.to_thread(self._try_lock):
@@ -453,14 +462,18 @@ class Relay:
     async def _save(self, delay: float) -> None:
         """Write the latest confirmed position, after `delay` gathers the pages confirmed meanwhile.
 
-        At 1,000 commands/s a write per page was eighty transactions a second, and a thread's
-        round trip to the store each time.
+        At 1,000 commands/s a write per page was eighty transactions a second. On PostgreSQL
+        the write is one statement on the event loop: in a thread it took a sixteenth of a
+        draining intake process, every round trip waiting for the interpreter.
         """
         try:
             await asyncio.sleep(delay)
             while self.saved < self.position:
                 target = self.position
-                await asyncio.to_thread(self.tracking.insert_tracking, Tracking(self.name, target))
+                if self.position_writer is not None:
+                    await self.position_writer.save(Tracking(self.name, target))
+                else:
+                    await asyncio.to_thread(self.tracking.insert_tracking, Tracking(self.name, target))
                 self.saved = target
         except Exception as error:  # the store is down: the next page tries again
             log.warning("relay cannot save its position %s (%s)", self.position, error)

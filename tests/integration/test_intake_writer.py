@@ -1,4 +1,4 @@
-"""Intake's commits on PostgreSQL from the event loop: a race between two writers, and an outage."""
+"""Intake's commits and the relay's position on PostgreSQL from the event loop: a race, outages."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.postgres import PostgresTrackingRecorder
 
 from services.intake.application import IntakeApplication
 from shared.events import Outcome
+from shared.pgstore import AsyncPositionWriter
 from shared.policy import load_policy
+from shared.relay import store_settings
 from tests.unit.commands import submission
 
 pytestmark = pytest.mark.integration
@@ -77,4 +81,31 @@ async def test_the_writer_reconnects_after_the_database_drops_its_connection(dat
         assert app.writer.connection is not None and app.writer.connection.info.backend_pid != backend
     finally:
         await app.aclose()
+        app.close()
+
+
+async def test_the_relay_position_written_on_the_event_loop_is_the_one_the_library_reads(database_url: str) -> None:
+    """The relay saves its position with the tracking recorder's own upsert: the library reads
+    it back, it never goes down, and a dropped connection is opened again on the next save."""
+    app = IntakeApplication(POLICY, database_url)
+    tracking = app.factory.tracking_recorder()
+    assert isinstance(tracking, PostgresTrackingRecorder)
+    writer = AsyncPositionWriter(tracking, store_settings(app))
+    try:
+        await writer.save(Tracking("test.position", 7))
+        await writer.save(Tracking("test.position", 9))
+        assert tracking.max_tracking_id("test.position") == 9
+        with pytest.raises(IntegrityError):
+            await writer.save(Tracking("test.position", 8))
+        assert tracking.max_tracking_id("test.position") == 9, "a saved position never goes back"
+        assert writer.connection is not None
+        backend = writer.connection.info.backend_pid
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        with pytest.raises(psycopg.OperationalError):
+            await writer.save(Tracking("test.position", 10))
+        await writer.save(Tracking("test.position", 11))
+        assert tracking.max_tracking_id("test.position") == 11
+    finally:
+        await writer.close()
         app.close()
