@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Notification, Recording
+from eventsourcing.persistence import IntegrityError, Notification, Recording, Transcoder
 
 from services.intake.authorise import Actor, Forbidden, authorise_case, check_role
 from services.intake.domain import (
@@ -33,6 +33,7 @@ from shared.events import commands as c
 from shared.pgstore import AsyncEventWriter, BinaryInsertRecorder
 from shared.policy import Policy
 from shared.store import eventsourcing_env, open_application, save_aggregates
+from shared.transcoder import OrjsonTranscoder
 
 log = logging.getLogger("casework.intake")
 Clock = Callable[[], datetime]
@@ -110,6 +111,11 @@ class IntakeApplication(Application[UUID]):
         # On PostgreSQL the consumer's batches are read and committed on its event loop.
         self.writer = (AsyncEventWriter(self.recorder, settings)
                        if isinstance(self.recorder, BinaryInsertRecorder) else None)
+
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = OrjsonTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         if self.on_recorded is not None:
