@@ -158,11 +158,15 @@ class AsyncPositionWriter(OwnAsyncConnection):
     """Saves a follower's position with the tracking recorder's own statement, on an asyncio connection.
 
     One autocommitted upsert that only ever raises the saved position, as the recorder's
-    `insert_tracking` does in a transaction of its own (single-row tracking).
+    `insert_tracking` does in a transaction of its own (single-row tracking). It does not
+    wait for the disk: a position the database loses in a crash was behind what it held, and
+    a position behind means repeats, which the contract allows, never a gap. At 1,000
+    commands/s that is a tenth fewer flushes for the commits of events to wait behind.
     """
 
     def __init__(self, recorder: PostgresTrackingRecorder, env: dict[str, str]) -> None:
         super().__init__(env)
+        self.connect_args["options"] = "-c synchronous_commit=off"
         if not recorder.datastore.single_row_tracking:
             raise ProgrammingError("the asyncio position writer needs single-row tracking")
         self.statement = recorder.insert_tracking_statement.as_string()

@@ -109,3 +109,25 @@ async def test_the_relay_position_written_on_the_event_loop_is_the_one_the_libra
     finally:
         await writer.close()
         app.close()
+
+
+async def test_the_relay_position_alone_is_written_without_waiting_for_the_disk(database_url: str) -> None:
+    """Losing the last position in a database crash only repeats events; losing events is never allowed."""
+    app = IntakeApplication(POLICY, database_url)
+    tracking = app.factory.tracking_recorder()
+    assert isinstance(tracking, PostgresTrackingRecorder)
+    writer = AsyncPositionWriter(tracking, store_settings(app))
+    try:
+        await writer.save(Tracking("test.position.async", 1))
+        assert writer.connection is not None
+        cursor = await writer.connection.execute("SHOW synchronous_commit")
+        assert await cursor.fetchone() == ("off",)
+        assert app.writer is not None
+        await app.submit_async([complaint("SYNC", "sync")])
+        assert app.writer.connection is not None
+        cursor = await app.writer.connection.execute("SHOW synchronous_commit")
+        assert await cursor.fetchone() == ("on",), "events are committed to disk before they are acked"
+    finally:
+        await writer.close()
+        await app.aclose()
+        app.close()
