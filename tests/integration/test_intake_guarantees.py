@@ -249,3 +249,55 @@ def relay_position(database_url: str) -> int:
         row = conn.execute("SELECT max(notification_id) FROM casework_tracking WHERE application_name = %s",
                            ("casework.relay",)).fetchone()
     return int(row[0] or 0) if row else 0
+
+
+async def test_commands_take_effect_in_the_order_they_were_published(amqp_url: str, database_url: str) -> None:
+    """Each case's verify follows its receive in the queue, so none finds its case missing."""
+    from services.intake.domain import complaint_id
+
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        outcomes = await client.tap("casework.events", "command.#")
+        async with running(intake_service(amqp_url, database_url)):
+            for i in range(150):
+                ref = f"ORDER-{i}"
+                await client.publish("complaint.receive", complaint_body(case_ref=ref))
+                await client.publish("complaint.verify", {
+                    "case_id": str(complaint_id("GZ01", ref)), "verified_by": "Zhang", "summary": "restated",
+                    "customer_confirmed": True})
+            await outcomes.collect(300, timeout=60)
+    statuses = [(o["command"], o["status"], (o.get("error") or {}).get("code")) for o in outcomes.bodies()]
+    assert statuses.count(("complaint.verify", "accepted", None)) == 150, [s for s in statuses if s[1] != "accepted"]
+
+
+async def test_intake_consumes_again_after_its_queue_is_deleted(amqp_url: str, database_url: str) -> None:
+    """RabbitMQ cancels the consumer of a deleted queue; intake declares the queue again and carries on."""
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        outcomes = await client.tap("casework.events", "command.#")
+        async with running(intake_service(amqp_url, database_url)):
+            before = await client.publish("complaint.receive", complaint_body(case_ref="BEFORE"))
+            assert (await outcomes.outcome_for(before))["status"] == "accepted"
+            assert client.channel is not None
+            await client.channel.queue_delete("casework.intake")
+            assert await consumers_of("casework.intake", amqp_url, until=1) == 1, "intake consumes again"
+            after = await client.publish("complaint.receive", complaint_body(case_ref="AFTER"))
+            assert (await outcomes.outcome_for(after))["status"] == "accepted"
+
+
+async def consumers_of(queue: str, amqp_url: str, until: int, timeout: float = 15.0) -> int | None:
+    """The queue's consumer count once it reaches `until` (None while the queue does not exist)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    count: int | None = None
+    async with await aio_pika.connect(amqp_url) as connection:
+        while asyncio.get_running_loop().time() < deadline:
+            channel = await connection.channel()
+            try:
+                declared = await channel.declare_queue(queue, passive=True)
+                count = declared.declaration_result.consumer_count
+                if count == until:
+                    return count
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                count = None
+            await asyncio.sleep(0.2)
+    return count
