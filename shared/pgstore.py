@@ -15,9 +15,9 @@ from eventsourcing.persistence import IntegrityError, ProgrammingError, StoredEv
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composable, Identifier
+from psycopg.sql import SQL, Composable, Identifier, Literal
 
-from shared.store import pg_connection_args
+from shared.store import SCHEMA_LOCK, pg_connection_args
 
 
 def select_streams_statement(recorder: PostgresApplicationRecorder) -> str:
@@ -104,18 +104,59 @@ class OwnAsyncConnection:
             self.connection = None
 
 
+def insert_function(recorder: BinaryInsertRecorder) -> tuple[str, str]:
+    """A function that takes the recorder's table lock, notifies, and inserts a batch.
+
+    Returns the statement that creates (or replaces) it and the statement that calls it.
+    Called on an autocommitted connection, lock, NOTIFY, insert and commit are one round
+    trip instead of three; the lock statements are the library's own, rendered.
+    """
+    schema, table = recorder.datastore.schema or "public", recorder.events_table_name
+    name = Identifier(schema, f"{table}_insert_batch")
+    body = " ".join([
+        "BEGIN",
+        *(f"{statement};" for statement in recorder.rendered_lock_statements),
+        SQL("PERFORM pg_notify({channel}, payload);").format(channel=Literal(recorder.channel_name)).as_string(),
+        SQL("RETURN QUERY WITH inserted AS ("
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(ids, versions, topics, states) RETURNING notification_id"
+            ") SELECT notification_id FROM inserted;").format(
+                schema=Identifier(schema), table=Identifier(table)).as_string(),
+        "END",
+    ])
+    create = SQL(
+        "CREATE OR REPLACE FUNCTION {name}(ids uuid[], versions bigint[], topics text[], states bytea[], "
+        "payload text) RETURNS SETOF bigint LANGUAGE plpgsql AS {body}"
+    ).format(name=name, body=Literal(body)).as_string()
+    call = SQL("SELECT * FROM {name}(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], %b::text)").format(
+        name=name).as_string()
+    return create, call
+
+
 class AsyncEventWriter(OwnAsyncConnection):
     """A recorder's reads of whole streams and its inserts, on an asyncio connection of their own.
 
-    The same statements as `BinaryInsertRecorder` (lock, NOTIFY, insert returning the
-    notification ids), so the two can be used side by side on one database.
+    The same table lock, NOTIFY and insert returning the notification ids as
+    `BinaryInsertRecorder`, so the two can be used side by side on one database; here they
+    run in a function of the database (`insert_function`), created on first use.
     """
 
     def __init__(self, recorder: BinaryInsertRecorder, env: dict[str, str]) -> None:
         super().__init__(env)
         self.recorder = recorder
         self.select_statement = select_streams_statement(recorder)
-        self.begin_statement = "; ".join(["BEGIN", *recorder.rendered_lock_statements, recorder.notify_statement])
+        self.create_function_statement, self.insert_statement = insert_function(recorder)
+        self.function_checked_on: psycopg.AsyncConnection[Any] | None = None
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        """The connection, with the insert function created or replaced once per connection."""
+        conn = await super()._connect()
+        if self.function_checked_on is not conn:
+            async with conn.transaction():  # one creator at a time: concurrent replaces collide
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+                await conn.execute(self.create_function_statement)
+            self.function_checked_on = conn
+        return conn
 
     async def select_streams(self, ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
         """Stored events of many streams, in version order, by stream."""
@@ -138,17 +179,13 @@ class AsyncEventWriter(OwnAsyncConnection):
         if not stored_events:
             return []
         async with self._using() as conn:
-            # Three round trips without pipeline mode, whose bookkeeping cost more than the
-            # waits: the lock and NOTIFY go in one simple query, then the insert, then COMMIT.
-            await conn.execute(self.begin_statement)
             try:
                 cursor = await conn.execute(
-                    self.recorder.binary_insert_statement, insert_arrays(stored_events), binary=True)
-                ids = [row[0] for row in await cursor.fetchall()]
-                await conn.execute("COMMIT")
+                    self.insert_statement, (*insert_arrays(stored_events), self.recorder.notify_payload),
+                    binary=True)
             except psycopg.errors.UniqueViolation as error:
-                await conn.execute("ROLLBACK")
                 raise IntegrityError(error) from error
+            ids = [row[0] for row in await cursor.fetchall()]
         if len(ids) != len(stored_events):
             raise ProgrammingError(f"inserted {len(stored_events)} events but got {len(ids)} notification ids")
         return ids

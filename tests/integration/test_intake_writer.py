@@ -131,3 +131,28 @@ async def test_the_relay_position_alone_is_written_without_waiting_for_the_disk(
         await writer.close()
         await app.aclose()
         app.close()
+
+
+async def test_a_batch_insert_waits_for_the_table_lock_and_notifies_with_its_writer(database_url: str) -> None:
+    """The insert function takes the library's table lock, which keeps notification ids visible
+    in order for the relay, and notifies the channel the relay listens on, naming the writer."""
+    app = IntakeApplication(POLICY, database_url)
+    assert app.writer is not None
+    try:
+        await app.submit_async([complaint("FIRST", "first")])  # the function exists from here on
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as listener, \
+                await psycopg.AsyncConnection.connect(database_url) as holder:
+            await listener.execute(f'LISTEN "{app.recorder.channel_name}"')
+            # ROW SHARE conflicts with the recorder's EXCLUSIVE lock, not with a plain INSERT.
+            await holder.execute("LOCK TABLE casework_events IN ROW SHARE MODE")
+            insert = asyncio.create_task(app.submit_async([complaint("LOCKED", "locked")]))
+            await asyncio.sleep(0.5)
+            assert not insert.done(), "the insert went ahead while another transaction held the lock"
+            await holder.commit()
+            [outcome] = await asyncio.wait_for(insert, 10)
+            assert outcome.status == "accepted"
+            notify = await asyncio.wait_for(anext(listener.notifies()), 5)
+            assert notify.payload == app.recorder.notify_payload
+    finally:
+        await app.aclose()
+        app.close()
