@@ -42,3 +42,29 @@ def test_unusable_messages_are_refused_with_a_code(overrides: dict[str, Any], co
 
 def test_a_missing_user_id_is_left_for_the_consumer_to_reject() -> None:
     assert read_submission(raw(user_id=None)).user_id == ""
+
+
+def test_a_delivery_read_in_place_reads_as_aio_pikas_message_does() -> None:
+    """`Delivery` (aiormq's delivery, read in place) and aio-pika's message agree on all the consumer reads."""
+    from datetime import UTC, datetime
+
+    import aio_pika
+    from aiormq.abc import DeliveredMessage
+    from pamqp.commands import Basic
+    from pamqp.header import ContentHeader
+
+    from services.intake.consumer import Delivery
+
+    body = json.dumps(complaint_body()).encode()
+    properties = Basic.Properties(
+        message_id="m-7", user_id="branch-GZ01", reply_to="amq.rabbitmq.reply-to", correlation_id="c-7",
+        timestamp=datetime(2026, 11, 27, 8, 30, tzinfo=UTC), headers={"x-death": [{"queue": "q"}], "n": 1},
+        content_type="application/json", delivery_mode=2)
+    delivered = DeliveredMessage(
+        delivery=Basic.Deliver(consumer_tag="t", delivery_tag=42, routing_key="complaint.receive",
+                               exchange="casework.commands"),
+        header=ContentHeader(body_size=len(body), properties=properties), body=body, channel=None)  # type: ignore[arg-type]
+    ours, theirs = Delivery(delivered), aio_pika.IncomingMessage(delivered)
+    for name in ("body", "routing_key", "delivery_tag", "headers", "message_id", "user_id", "reply_to",
+                 "correlation_id", "content_type", "timestamp"):
+        assert getattr(ours, name) == getattr(theirs, name), name
