@@ -161,7 +161,13 @@ class IntakeApplication(Application[UUID]):
             return await asyncio.to_thread(self.submit, submissions)
         named = list(dict.fromkeys(self._named_streams(submissions)))
         batch = Batch(self)
-        batch.take(aggregates_from(self, named, await self.writer.select_streams(named)))
+        if all(type(submission.command) is c.ComplaintReceive for submission in submissions):
+            # A receive names only streams it creates: the case, and its command's record. They
+            # are new unless the case or the command came before, which the insert's unique
+            # key reports; the batch is then read and decided again. A round trip fewer.
+            batch.take(dict.fromkeys(named))
+        else:
+            batch.take(aggregates_from(self, named, await self.writer.select_streams(named)))
         outcomes = self._decide(batch, submissions)
         events = [event for aggregate in batch.touched.values() if aggregate.pending_events
                   for event in aggregate.collect_events()]

@@ -156,3 +156,36 @@ async def test_a_batch_insert_waits_for_the_table_lock_and_notifies_with_its_wri
     finally:
         await app.aclose()
         app.close()
+
+
+async def test_a_batch_of_receives_is_decided_without_reading_and_its_repeats_still_found(database_url: str) -> None:
+    """Receives only create streams, so their batch skips the read; a case or a command seen
+    before collides on the insert's unique key and the batch is read and decided again."""
+    app = IntakeApplication(POLICY, database_url)
+    assert app.writer is not None
+    reads: list[int] = []
+    select = app.writer.select_streams
+
+    async def counted(ids: Sequence[UUID]) -> Any:
+        reads.append(len(ids))
+        return await select(ids)
+
+    app.writer.select_streams = counted  # type: ignore[method-assign]
+    try:
+        [first] = await app.submit_async([complaint("SEEN", "seen-1")])
+        assert first.status == "accepted" and reads == [], "a batch of receives reads nothing"
+        outcomes = await app.submit_async([
+            complaint("NEW", "new-1"),     # new: accepted
+            complaint("SEEN", "seen-2"),   # the case exists: rejected
+            complaint("SEEN", "seen-1"),   # the same command again: its first answer
+        ])
+        assert [(o.status, o.error.code if o.error else None) for o in outcomes] == [
+            ("accepted", None), ("rejected", "case_exists"), ("duplicate", None)]
+        assert outcomes[2].stream_id == first.stream_id and outcomes[2].version == first.version
+        with psycopg.connect(database_url) as conn:
+            versions = conn.execute("SELECT originator_version FROM casework_events WHERE originator_id = %s",
+                                    (first.stream_id,)).fetchall()
+        assert versions == [(1,)], "the case was received once"
+    finally:
+        await app.aclose()
+        app.close()
