@@ -29,6 +29,16 @@ def select_streams_statement(recorder: PostgresApplicationRecorder) -> str:
              table=Identifier(recorder.events_table_name)).as_string()
 
 
+def insert_from_arrays(recorder: PostgresApplicationRecorder, arrays: str) -> str:
+    """The insert of a batch given as four arrays (stream, version, topic, state), returning
+    the notification ids; `arrays` names them, as parameters or as a function's arguments."""
+    return SQL(
+        "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+        "SELECT * FROM unnest({arrays}) RETURNING notification_id"
+    ).format(schema=Identifier(recorder.datastore.schema or "public"), table=Identifier(recorder.events_table_name),
+             arrays=SQL(arrays)).as_string()
+
+
 def insert_arrays(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
     """The four column arrays `binary_insert_statement` takes."""
     return ([e.originator_id for e in stored_events], [e.originator_version for e in stored_events],
@@ -46,11 +56,7 @@ class BinaryInsertRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Rendered once: psycopg renders a composed statement again on every execute.
-        self.binary_insert_statement = SQL(
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
-            "RETURNING notification_id"
-        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)).as_string()
+        self.binary_insert_statement = insert_from_arrays(self, "%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]")
         self.rendered_lock_statements: list[str] = [
             statement.as_string() if isinstance(statement, Composable)
             else statement.decode() if isinstance(statement, bytes) else str(statement)
@@ -111,17 +117,13 @@ def insert_function(recorder: BinaryInsertRecorder) -> tuple[str, str]:
     Called on an autocommitted connection, lock, NOTIFY, insert and commit are one round
     trip instead of three; the lock statements are the library's own, rendered.
     """
-    schema, table = recorder.datastore.schema or "public", recorder.events_table_name
-    name = Identifier(schema, f"{table}_insert_batch")
+    name = Identifier(recorder.datastore.schema or "public", f"{recorder.events_table_name}_insert_batch")
     body = " ".join([
         "BEGIN",
         *(f"{statement};" for statement in recorder.rendered_lock_statements),
         SQL("PERFORM pg_notify({channel}, payload);").format(channel=Literal(recorder.channel_name)).as_string(),
-        SQL("RETURN QUERY WITH inserted AS ("
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(ids, versions, topics, states) RETURNING notification_id"
-            ") SELECT notification_id FROM inserted;").format(
-                schema=Identifier(schema), table=Identifier(table)).as_string(),
+        SQL("RETURN QUERY WITH inserted AS ({insert}) SELECT notification_id FROM inserted;").format(
+            insert=SQL(insert_from_arrays(recorder, "ids, versions, topics, states"))).as_string(),
         "END",
     ])
     create = SQL(

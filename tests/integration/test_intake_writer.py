@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -71,9 +71,7 @@ async def test_the_writer_reconnects_after_the_database_drops_its_connection(dat
     try:
         [accepted] = await app.submit_async([complaint("BEFORE", "before")])
         assert accepted.status == "accepted"
-        backend = app.writer.connection.info.backend_pid if app.writer.connection else None
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        backend = terminate(database_url, app.writer.connection)
         with pytest.raises(psycopg.OperationalError):
             await app.submit_async([complaint("DURING", "during")])
         [after] = await app.submit_async([complaint("DURING", "during")])  # the consumer retries so
@@ -84,53 +82,62 @@ async def test_the_writer_reconnects_after_the_database_drops_its_connection(dat
         app.close()
 
 
-async def test_the_relay_position_written_on_the_event_loop_is_the_one_the_library_reads(database_url: str) -> None:
-    """The relay saves its position with the tracking recorder's own upsert: the library reads
-    it back, it never goes down, and a dropped connection is opened again on the next save."""
+@pytest.fixture
+async def positions(database_url: str) -> AsyncIterator[tuple[IntakeApplication, PostgresTrackingRecorder,
+                                                             AsyncPositionWriter]]:
+    """Intake's application, its tracking recorder, and the relay's asyncio position writer."""
     app = IntakeApplication(POLICY, database_url)
     tracking = app.factory.tracking_recorder()
     assert isinstance(tracking, PostgresTrackingRecorder)
     writer = AsyncPositionWriter(tracking, store_settings(app))
     try:
-        await writer.save(Tracking("test.position", 7))
-        await writer.save(Tracking("test.position", 9))
-        assert tracking.max_tracking_id("test.position") == 9
-        with pytest.raises(IntegrityError):
-            await writer.save(Tracking("test.position", 8))
-        assert tracking.max_tracking_id("test.position") == 9, "a saved position never goes back"
-        assert writer.connection is not None
-        backend = writer.connection.info.backend_pid
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
-        with pytest.raises(psycopg.OperationalError):
-            await writer.save(Tracking("test.position", 10))
-        await writer.save(Tracking("test.position", 11))
-        assert tracking.max_tracking_id("test.position") == 11
-    finally:
-        await writer.close()
-        app.close()
-
-
-async def test_the_relay_position_alone_is_written_without_waiting_for_the_disk(database_url: str) -> None:
-    """Losing the last position in a database crash only repeats events; losing events is never allowed."""
-    app = IntakeApplication(POLICY, database_url)
-    tracking = app.factory.tracking_recorder()
-    assert isinstance(tracking, PostgresTrackingRecorder)
-    writer = AsyncPositionWriter(tracking, store_settings(app))
-    try:
-        await writer.save(Tracking("test.position.async", 1))
-        assert writer.connection is not None
-        cursor = await writer.connection.execute("SHOW synchronous_commit")
-        assert await cursor.fetchone() == ("off",)
-        assert app.writer is not None
-        await app.submit_async([complaint("SYNC", "sync")])
-        assert app.writer.connection is not None
-        cursor = await app.writer.connection.execute("SHOW synchronous_commit")
-        assert await cursor.fetchone() == ("on",), "events are committed to disk before they are acked"
+        yield app, tracking, writer
     finally:
         await writer.close()
         await app.aclose()
         app.close()
+
+
+def terminate(database_url: str, connection: psycopg.AsyncConnection[Any] | None) -> int:
+    """Have PostgreSQL drop a connection, as a restart or a network fault would; returns its pid."""
+    assert connection is not None
+    backend = connection.info.backend_pid
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+    return backend
+
+
+async def test_the_relay_position_written_on_the_event_loop_is_the_one_the_library_reads(
+        database_url: str, positions: tuple[IntakeApplication, PostgresTrackingRecorder, AsyncPositionWriter]) -> None:
+    """The relay saves its position with the tracking recorder's own upsert: the library reads
+    it back, it never goes down, and a dropped connection is opened again on the next save."""
+    _, tracking, writer = positions
+    await writer.save(Tracking("test.position", 7))
+    await writer.save(Tracking("test.position", 9))
+    assert tracking.max_tracking_id("test.position") == 9
+    with pytest.raises(IntegrityError):
+        await writer.save(Tracking("test.position", 8))
+    assert tracking.max_tracking_id("test.position") == 9, "a saved position never goes back"
+    terminate(database_url, writer.connection)
+    with pytest.raises(psycopg.OperationalError):
+        await writer.save(Tracking("test.position", 10))
+    await writer.save(Tracking("test.position", 11))
+    assert tracking.max_tracking_id("test.position") == 11
+
+
+async def test_the_relay_position_alone_is_written_without_waiting_for_the_disk(
+        positions: tuple[IntakeApplication, PostgresTrackingRecorder, AsyncPositionWriter]) -> None:
+    """Losing the last position in a database crash only repeats events; losing events is never allowed."""
+    app, _, writer = positions
+    await writer.save(Tracking("test.position.async", 1))
+    assert writer.connection is not None
+    cursor = await writer.connection.execute("SHOW synchronous_commit")
+    assert await cursor.fetchone() == ("off",)
+    assert app.writer is not None
+    await app.submit_async([complaint("SYNC", "sync")])
+    assert app.writer.connection is not None
+    cursor = await app.writer.connection.execute("SHOW synchronous_commit")
+    assert await cursor.fetchone() == ("on",), "events are committed to disk before they are acked"
 
 
 async def test_a_batch_insert_waits_for_the_table_lock_and_notifies_with_its_writer(database_url: str) -> None:
