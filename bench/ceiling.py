@@ -419,6 +419,64 @@ def live_ceiling(n: int, amqp_url: str, database_url: str) -> float:
     return asyncio.run(_live(n, amqp_url, database_url))
 
 
+async def _serve(amqp_url: str, database_url: str, tag: str, n: int) -> None:
+    """Child side of the latency mode: the pipeline over n messages on a scratch set up for it."""
+    s = _Scratch(tag)
+    async with _clients(amqp_url, database_url) as (amqp, db):
+
+        async def kickoff() -> float:
+            print("ready", flush=True)
+            return time.perf_counter()
+
+        await _time_pipeline(amqp, db, s, n, "latency", kickoff)
+
+
+async def latency_ceiling(rate: float, seconds: float, amqp_url: str, database_url: str) -> dict[str, float]:
+    """p50/p99 of the raw pipeline at a steady rate: a message sent → its forward delivered.
+
+    The pipeline runs in a process of its own, the load comes from this one, through the
+    same pacing and listener as `bench.intake`'s command → outcome latency (`bench.load`).
+    Each forward is routed to the listener's classic queue as an outcome is, and to the
+    quorum sink as an event is.
+    """
+    from bench import load
+    from shared.relay import Outgoing
+
+    n = int(rate * seconds)
+    s = _Scratch.new()
+    proc: asyncio.subprocess.Process | None = None
+    try:
+        async with _clients(amqp_url, database_url) as (amqp, db):
+            async with _bounded(SETUP_TIMEOUT, "latency setup and pipeline start"):
+                await _setup(amqp, db, s)
+                channel = await amqp.channel()
+                arrived = await load.listen(channel, s.out_exchange, "#",
+                                            lambda message: str(message.header.properties.message_id))
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, str(_THIS_FILE), "--serve", s.tag, "--n", str(n),
+                    stdout=asyncio.subprocess.PIPE,
+                    env={**os.environ, "CASEWORK_BENCH_AMQP_URL": amqp_url,
+                         "CASEWORK_BENCH_DATABASE_URL": database_url},
+                )
+                assert proc.stdout is not None
+                if (await proc.stdout.readline()).strip() != b"ready":
+                    raise RuntimeError(f"ceiling pipeline did not start (exit {await proc.wait()})")
+            ids = [str(uuid.uuid4()) for _ in range(n)]
+            sent = await load.paced_publish(amqp_url, n, rate,
+                                            lambda j: Outgoing("", s.in_queue, ids[j], _payload(j, ids[j])))
+            await load.wait_answered(arrived, n)
+            async with _bounded(RUN_TIMEOUT, "ceiling pipeline exit"):
+                if await proc.wait() != 0:
+                    raise RuntimeError(f"ceiling pipeline failed (exit {proc.returncode})")
+            return load.delays(sent, arrived)
+    finally:
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        await _teardown(s, amqp_url, database_url)
+
+
 def _cpu_busy(interval: float) -> float | None:
     """Share of all CPUs busy over interval, from /proc/stat; None where it does not exist."""
 
@@ -515,6 +573,7 @@ def main(argv: list[str] | None = None) -> None:
         help="do not wait (up to 30 s) for a quiet machine before each run",
     )
     parser.add_argument("--publisher-queue", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.n < 1 or args.repeat < 1:
         parser.error("--n and --repeat must be positive")
@@ -524,6 +583,9 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.publisher_queue:
         asyncio.run(_publisher(amqp_url, args.publisher_queue, args.n))
+        return
+    if args.serve:
+        asyncio.run(_serve(amqp_url, database_url, args.serve, args.n))
         return
 
     modes = ("drain", "live") if args.mode == "both" else (args.mode,)
