@@ -330,18 +330,21 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.only}: {alone['rate']:,.0f} commands/s, all relayed; service CPU {alone['cpu_ms']:.2f} ms "
               f"per command; peak RSS {alone['rss_mb']:.0f} MB")
         return
+    # Each measure is followed at once by the raw ceiling's: the machine's pace drifts over
+    # minutes, and a ratio of two runs far apart would measure the drift as well.
+    raw = "raw ceiling (aio-pika → psycopg → confirmed publish)"
     print(f"live: {args.n} commands from a separate publisher process …", file=sys.stderr)
     results["live"] = asyncio.run(live(args.n))
+    if not args.no_ceiling:
+        print(f"live, {raw} …", file=sys.stderr)
+        results["ceiling"] = {"live": ceiling.live_ceiling(args.n, AMQP, CEILING_PG)}
     print(f"drain: {args.n} commands queued, then the service started …", file=sys.stderr)
     results["drain"] = asyncio.run(drain(args.n))
+    if not args.no_ceiling:
+        print(f"drain, {raw} …", file=sys.stderr)
+        results["ceiling"]["drain"] = asyncio.run(ceiling.drain_ceiling(args.n, AMQP, CEILING_PG))
     print(f"latency: {args.rate:.0f} commands/s for {args.seconds:.0f}s …", file=sys.stderr)
     results["latency"] = latency_runs(args.rate, args.seconds, args.repeat, with_ceiling=not args.no_ceiling)
-    if not args.no_ceiling:
-        print("raw ceiling (aio-pika → psycopg → confirmed publish) …", file=sys.stderr)
-        results["ceiling"] = {
-            "drain": asyncio.run(ceiling.drain_ceiling(args.n, AMQP, CEILING_PG)),
-            "live": ceiling.live_ceiling(args.n, AMQP, CEILING_PG),
-        }
     if args.json:
         print(json.dumps(results, indent=2))
         return
