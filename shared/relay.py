@@ -25,7 +25,7 @@ import psycopg
 from aiormq.abc import ChannelFrame
 from eventsourcing.application import Application
 from eventsourcing.persistence import Recording, Tracking
-from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
 from faststream.rabbit import RabbitBroker
 from pamqp.body import ContentBody
 from pamqp.commands import Basic
@@ -481,17 +481,18 @@ class Relay:
     async def _listen(self) -> None:
         """On PostgreSQL, LISTEN for commits of any process; this process's own, when they are
         handed over directly, need no wake-up."""
-        env = self.lock.env
-        if not env.get("PERSISTENCE_MODULE", "").endswith("postgres"):
+        recorder = self.app.recorder
+        if not isinstance(recorder, PostgresApplicationRecorder):
             return
-        channel = f"{self.app.name.lower()}_events"
-        own = getattr(self.app.recorder, "notify_payload", None)
+        # The recorder's own channel: the one its inserts, and intake's insert function, notify.
+        listen = psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(recorder.channel_name))
+        own = getattr(recorder, "notify_payload", None)
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    **pg_connection_args(env), autocommit=True)  # type: ignore[arg-type]
+                    **pg_connection_args(self.lock.env), autocommit=True)  # type: ignore[arg-type]
                 async with conn:
-                    await conn.execute(f'LISTEN "{channel}"')
+                    await conn.execute(listen)
                     async for notify in conn.notifies():
                         if not (self.remembering and own and notify.payload == own):
                             self.others_committed = True
