@@ -15,7 +15,7 @@ from eventsourcing.persistence import IntegrityError, ProgrammingError, StoredEv
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composable, Identifier, Literal
+from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 
 from shared.store import SCHEMA_LOCK, pg_connection_args
 
@@ -45,6 +45,21 @@ def insert_arrays(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...]
             [e.topic for e in stored_events], [e.state for e in stored_events])
 
 
+def quiet_if_exists(statement: Composed) -> Composed:
+    """A `CREATE TYPE` that does nothing, and logs nothing, when the type exists.
+
+    PostgreSQL has no `CREATE TYPE IF NOT EXISTS`. The library runs the statement in a
+    transaction of its own and ignores the error, which the server still writes to its log
+    as an ERROR on every start of every service. Caught inside a block, it is not logged; a
+    second process creating the type at the same moment fails on the catalogue's unique
+    index instead, which is caught as well.
+    """
+    if "CREATE TYPE" not in statement.as_string():
+        return statement
+    return SQL("DO $casework$ BEGIN {}; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; "
+               "END $casework$").format(statement)
+
+
 class BinaryInsertRecorder(PostgresApplicationRecorder):
     """Same table, lock, NOTIFY and returned notification ids as the library's recorder.
 
@@ -55,6 +70,7 @@ class BinaryInsertRecorder(PostgresApplicationRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.sql_create_statements = [quiet_if_exists(statement) for statement in self.sql_create_statements]
         # Rendered once: psycopg renders a composed statement again on every execute.
         self.binary_insert_statement = insert_from_arrays(self, "%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]")
         self.rendered_lock_statements: list[str] = [
