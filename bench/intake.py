@@ -355,7 +355,8 @@ def main(argv: list[str] | None = None) -> None:
         ours = results[mode]["rate"]
         raw = results.get("ceiling", {}).get(mode)
         ratio = f"{ours / raw:.2f}" if raw else "-"
-        print(f"{mode + ' (commands/s, all relayed)':<34}{ours:>12,.0f}{(raw or 0):>12,.0f}{ratio:>8}  ≥ 0.50")
+        ceiling_text = f"{raw:,.0f}" if raw else "-"
+        print(f"{mode + ' (commands/s, all relayed)':<34}{ours:>12,.0f}{ceiling_text:>12}{ratio:>8}  ≥ 0.50")
     print(f"{'service CPU per command (ms)':<34}  live {results['live']['cpu_ms']:.2f}, drain "
           f"{results['drain']['cpu_ms']:.2f} (with start-up), at {args.rate:.0f}/s {lat['cpu_ms']:.2f}")
     print("\n".join(latency_lines(lat, args.rate, args.repeat)))
