@@ -294,7 +294,7 @@ def latency_lines(lat: dict[str, Any], rate: float, repeat: int) -> list[str]:
     if raw:
         lines.append(f"  raw pipeline at the same rate, each just after: p50 {raw['p50_ms']:.1f} ms, "
                      f"p99 {raw['p99_ms']:.1f} ms (median), ≤ {P99_TARGET_MS} ms in {raw['within']} of {repeat}; "
-                     f"p99 ratio {lat['p99_ms'] / raw['p99_ms']:.2f}")
+                     f"casework/raw p99 {lat['p99_ms'] / raw['p99_ms']:.2f}")
     return lines
 
 
