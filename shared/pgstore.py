@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import IntegrityError, ProgrammingError, StoredEvent, Tracking
+from eventsourcing.persistence import IntegrityError, Notification, ProgrammingError, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
@@ -234,3 +234,26 @@ class AsyncPositionWriter(OwnAsyncConnection):
             if await cursor.fetchone() is None:
                 raise IntegrityError(f"the saved position of {tracking.application_name} is already at or "
                                      f"past {tracking.notification_id}")
+
+
+class AsyncNotificationReader(OwnAsyncConnection):
+    """Reads a page of an application's notification log on the event loop.
+
+    The same statement as the recorder's `select_notifications(start, limit)`: the rows from
+    `start` on, in notification order. A relay in a process of its own reads every page it
+    publishes; in a thread, each read cost a hand-over to the pool and back, and a fifth of
+    that process's samples at 1,000 commands/s.
+    """
+
+    def __init__(self, recorder: PostgresApplicationRecorder, env: dict[str, str]) -> None:
+        super().__init__(env)
+        self.statement = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {schema}.{table} "
+            "WHERE notification_id>=%s ORDER BY notification_id LIMIT %s").format(
+            schema=Identifier(recorder.datastore.schema), table=Identifier(recorder.events_table_name)).as_string()
+
+    async def select(self, start: int, limit: int) -> list[Notification]:
+        async with self._using() as conn:
+            cursor = await conn.execute(self.statement, (start, limit), prepare=True)
+            return [Notification(id=row[0], originator_id=row[1], originator_version=row[2], topic=row[3],
+                                 state=bytes(row[4])) for row in await cursor.fetchall()]

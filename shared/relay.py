@@ -24,7 +24,7 @@ import orjson
 import psycopg
 from aiormq.abc import ChannelFrame
 from eventsourcing.application import Application
-from eventsourcing.persistence import Recording, Tracking
+from eventsourcing.persistence import Notification, Recording, Tracking
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
 from faststream.rabbit import RabbitBroker
 from pamqp.body import ContentBody
@@ -33,7 +33,7 @@ from pamqp.header import ContentHeader
 
 from shared.chain import own_fields
 from shared.faults import crash_point
-from shared.pgstore import AsyncPositionWriter
+from shared.pgstore import AsyncNotificationReader, AsyncPositionWriter
 from shared.store import pg_connection_args
 
 log = logging.getLogger("casework.relay")
@@ -289,6 +289,9 @@ class Relay:
             AsyncPositionWriter(self.tracking, self.lock.env)
             if isinstance(self.tracking, PostgresTrackingRecorder) and self.tracking.datastore.single_row_tracking
             else None)
+        # On PostgreSQL pages of the store are read on the event loop too; SQLite's in a thread.
+        self.reader = (AsyncNotificationReader(app.recorder, self.lock.env)
+                       if isinstance(app.recorder, PostgresApplicationRecorder) else None)
         self.position = 0  # published and confirmed up to here
         self.sent = 0  # handed to the broker up to here
         self.saved = 0  # written to the store up to here
@@ -356,6 +359,8 @@ class Relay:
             await self.publisher.close()
             if self.position_writer is not None:
                 await self.position_writer.close()
+            if self.reader is not None:
+                await self.reader.close()
 
     async def _lead(self) -> None:
         while not await asyncio.to_thread(self._try_lock):
@@ -413,8 +418,7 @@ class Relay:
             self.store_reads += 1
         events = events or [
             (notification.id, self.app.mapper.to_domain_event(notification))
-            for notification in await asyncio.to_thread(
-                self.app.recorder.select_notifications, self.sent + 1, self.page_size)]
+            for notification in await self._read(self.sent + 1)]
         if not events:
             return 0
         messages: list[Outgoing] = []
@@ -427,6 +431,11 @@ class Relay:
         page.add_done_callback(self._settle)
         self.sent = events[-1][0]
         return len(events)
+
+    async def _read(self, start: int) -> Sequence[Notification]:
+        if self.reader is not None:
+            return await self.reader.select(start, self.page_size)
+        return await asyncio.to_thread(self.app.recorder.select_notifications, start, self.page_size)
 
     def _settle(self, _: asyncio.Future[None]) -> None:
         """Confirmed pages, oldest first, advance the position; a failed one stops it there."""

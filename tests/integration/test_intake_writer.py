@@ -10,11 +10,11 @@ from uuid import UUID
 import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, Tracking
-from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
 
 from services.intake.application import IntakeApplication
 from shared.events import Outcome
-from shared.pgstore import AsyncPositionWriter
+from shared.pgstore import AsyncNotificationReader, AsyncPositionWriter
 from shared.policy import load_policy
 from shared.relay import store_settings
 from tests.unit.commands import submission
@@ -123,6 +123,31 @@ async def test_the_relay_position_written_on_the_event_loop_is_the_one_the_libra
         await writer.save(Tracking("test.position", 10))
     await writer.save(Tracking("test.position", 11))
     assert tracking.max_tracking_id("test.position") == 11
+
+
+async def test_the_relay_reads_a_page_on_the_event_loop_as_the_library_reads_it(database_url: str) -> None:
+    """The relay's own page read returns what the recorder's `select_notifications` returns,
+    field for field and in order, and a dropped connection is opened again on the next read."""
+    app = IntakeApplication(POLICY, database_url)
+    assert isinstance(app.recorder, PostgresApplicationRecorder)
+    reader = AsyncNotificationReader(app.recorder, store_settings(app))
+    try:
+        outcomes = await app.submit_async([complaint(f"PAGE-{i}", f"page-{i}") for i in range(6)])
+        assert [o.status for o in outcomes] == ["accepted"] * 6
+        library = app.recorder.select_notifications(3, 5)
+        ours = await reader.select(3, 5)
+        assert len(library) == 5
+        assert [(n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in ours] == \
+               [(n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in library]
+        assert await reader.select(10**9, 5) == []
+        terminate(database_url, reader.connection)
+        with pytest.raises(psycopg.OperationalError):
+            await reader.select(1, 100)
+        assert [n.id for n in await reader.select(1, 100)] == [n.id for n in app.recorder.select_notifications(1, 100)]
+    finally:
+        await reader.close()
+        await app.aclose()
+        app.close()
 
 
 async def test_the_relay_position_alone_is_written_without_waiting_for_the_disk(
