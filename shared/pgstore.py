@@ -20,23 +20,26 @@ from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 from shared.store import SCHEMA_LOCK, pg_connection_args
 
 
+def events_table(recorder: PostgresApplicationRecorder) -> Identifier:
+    """The recorder's events table, with its schema, for the statements built here."""
+    return Identifier(recorder.datastore.schema or "public", recorder.events_table_name)
+
+
 def select_streams_statement(recorder: PostgresApplicationRecorder) -> str:
     """Every stored event of the streams in one array parameter, by stream and version."""
     return SQL(
-        "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
+        "SELECT originator_id, originator_version, topic, state FROM {table} "
         "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
-    ).format(schema=Identifier(recorder.datastore.schema or "public"),
-             table=Identifier(recorder.events_table_name)).as_string()
+    ).format(table=events_table(recorder)).as_string()
 
 
 def insert_from_arrays(recorder: PostgresApplicationRecorder, arrays: str) -> str:
     """The insert of a batch given as four arrays (stream, version, topic, state), returning
     the notification ids; `arrays` names them, as parameters or as a function's arguments."""
     return SQL(
-        "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+        "INSERT INTO {table} (originator_id, originator_version, topic, state) "
         "SELECT * FROM unnest({arrays}) RETURNING notification_id"
-    ).format(schema=Identifier(recorder.datastore.schema or "public"), table=Identifier(recorder.events_table_name),
-             arrays=SQL(arrays)).as_string()
+    ).format(table=events_table(recorder), arrays=SQL(arrays)).as_string()
 
 
 def insert_arrays(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
@@ -248,9 +251,9 @@ class AsyncNotificationReader(OwnAsyncConnection):
     def __init__(self, recorder: PostgresApplicationRecorder, env: dict[str, str]) -> None:
         super().__init__(env)
         self.statement = SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state FROM {schema}.{table} "
-            "WHERE notification_id>=%s ORDER BY notification_id LIMIT %s").format(
-            schema=Identifier(recorder.datastore.schema), table=Identifier(recorder.events_table_name)).as_string()
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {table} "
+            "WHERE notification_id>=%s ORDER BY notification_id LIMIT %s"
+        ).format(table=events_table(recorder)).as_string()
 
     async def select(self, start: int, limit: int) -> list[Notification]:
         async with self._using() as conn:
