@@ -439,6 +439,8 @@ async def latency_ceiling(rate: float, seconds: float, amqp_url: str, database_u
     Each forward is routed to the listener's classic queue as an outcome is, and to the
     quorum sink as an event is.
     """
+    # Here, not at the top: this file also runs as a script (the publisher and the pipeline
+    # children), where the repository's packages need not be importable.
     from bench import load
     from shared.relay import Outgoing
 
