@@ -38,6 +38,7 @@ class EscalationConsumer:
         self.batch_size = batch_size
         self.on_due = on_due
         self.queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self.busy = False  # a batch is taken from the queue and not yet acked
 
     async def receive(self, raw: aio_pika.IncomingMessage) -> None:
         try:
@@ -50,15 +51,21 @@ class EscalationConsumer:
             return
         await self.queue.put(Pending(fact, raw))
 
+    def idle(self) -> bool:
+        """Nothing waits in the queue, and every batch taken from it is recorded and acked."""
+        return self.queue.empty() and not self.busy
+
     async def run(self) -> None:
         while True:
             batch = [await self.queue.get()]
+            self.busy = True
             while len(batch) < self.batch_size and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             due = await self._handle_until_stored(batch)
             if self.on_due is not None:
                 self.on_due(due)
             await asyncio.gather(*(safe_ack(p.raw) for p in batch))
+            self.busy = False
 
     async def _handle_until_stored(self, batch: list[Pending]) -> datetime | None:
         """A store outage or an unreadable gap holds the batch; it is never acked unapplied."""

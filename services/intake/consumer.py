@@ -125,6 +125,7 @@ class IntakeConsumer:
         self.on_commit = on_commit
         self.queue: asyncio.Queue[Pending] = asyncio.Queue()
         self.acks = Acks()
+        self.busy = False  # a batch is taken from the queue and not yet acked
 
     async def receive(self, raw: Received) -> None:
         channel = self.acks.taken(raw)
@@ -142,10 +143,15 @@ class IntakeConsumer:
             return
         await self.queue.put(Pending(submission, raw, channel))
 
+    def idle(self) -> bool:
+        """Nothing waits in the queue, and every batch taken from it is recorded and acked."""
+        return self.queue.empty() and not self.busy
+
     async def run(self) -> None:
         """Take what has arrived (up to batch_size), record it, answer duplicates, ack."""
         while True:
             batch = [await self.queue.get()]
+            self.busy = True
             if self.queue.qsize() < LINGER_BELOW:
                 # A few more milliseconds make a batch of several commands out of a trickle:
                 # the transaction's fixed cost dominated intake's time at moderate rates.
@@ -160,6 +166,7 @@ class IntakeConsumer:
                 if outcome.status == "duplicate":
                     await self.answer_unrecorded(pending.raw, outcome)
             await self.acks.ack_batch(batch)
+            self.busy = False
 
     async def _submit_until_stored(self, submissions: list[Submission]) -> list[Outcome]:
         """An outage of the store never rejects or dead-letters a valid command: it waits."""

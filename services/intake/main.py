@@ -60,7 +60,7 @@ class IntakeService:
         log.info("intake consuming casework.intake; store %s", self.settings.database_url)
         work = [self.consumer.run(), *([self.relay.run()] if self.relay_here else [])]
         try:
-            await serve(work, stopping, self.broker, self.consumer.queue.empty, self.hosted,
+            await serve(work, stopping, self.broker, self.consumer.idle, self.hosted,
                         stop_consuming=[self.source.stop_consuming] if self.source else [])
         finally:
             if self.source is not None:

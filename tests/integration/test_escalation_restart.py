@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from services.escalation import codec
@@ -133,3 +134,37 @@ async def test_killed_between_sending_and_recording_escalates_once_per_lapse(
                 survivor.send_signal(signal.SIGTERM)
                 await asyncio.to_thread(survivor.wait, 30)
     assert Counter(escalations(database_url)) == {(case, "branch"): 1, (case, "regional"): 1, (case, "hq"): 1}
+
+
+async def test_a_graceful_stop_lets_the_batch_being_committed_finish(
+        amqp_url: str, database_url: str, tmp_path: Path) -> None:
+    """Asked to stop while a batch of events waits on the database, escalation records the
+    clocks and acks the events first: the queue holds nothing to redeliver."""
+    _, policy = short_policy(tmp_path, verify="10s", close="1000s", ladder="10s")
+    clock = fake_clock()
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        async with running(intake_service(amqp_url, database_url, policy, clock=clock)):
+            service = escalation_service(amqp_url, database_url, policy, clock)()
+            stopping = asyncio.Event()
+            task = asyncio.create_task(service.run(stopping))
+            await started(service)
+            [first] = await receive_cases(client, 1, "BEFORE")
+            await until(lambda: service.app.clock(first), what="the first clock")
+            async with await psycopg.AsyncConnection.connect(database_url) as holder:
+                # SHARE lets the service read its clocks and makes its writes wait.
+                await holder.execute("LOCK TABLE escalation_clocks IN SHARE MODE")
+                [held] = await receive_cases(client, 1, "HELD")
+                await until(lambda: service.consumer.busy, what="escalation taking the event")
+                stopping.set()
+                await asyncio.sleep(1.0)
+                assert not task.done(), "escalation stopped with a batch not yet committed"
+            await asyncio.wait_for(task, 30)
+        assert client.channel is not None
+        queue = await client.channel.declare_queue("casework.escalation", passive=True)
+        assert queue.declaration_result.message_count == 0, "the held event was acked before escalation stopped"
+    store = open_store(database_url)
+    try:
+        assert held in store.load([held]), "the held event's clock was recorded"
+    finally:
+        store.close()

@@ -301,3 +301,34 @@ async def consumers_of(queue: str, amqp_url: str, until: int, timeout: float = 1
                 count = None
             await asyncio.sleep(0.2)
     return count
+
+
+async def test_a_graceful_stop_lets_the_batch_being_committed_finish(amqp_url: str, database_url: str) -> None:
+    """Asked to stop while a batch waits on the database, intake commits it and acks it first:
+    the branch gets its answer now, and the queue holds nothing to redeliver."""
+    from services.intake.main import IntakeService
+
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        outcomes = await client.tap("casework.events", "command.#")
+        service: IntakeService = intake_service(amqp_url, database_url)()
+        stopping = asyncio.Event()
+        task = asyncio.create_task(service.run(stopping))
+        first = await client.publish("complaint.receive", complaint_body(case_ref="FIRST"))
+        assert (await outcomes.outcome_for(first))["status"] == "accepted"
+        async with await psycopg.AsyncConnection.connect(database_url) as holder:
+            await holder.execute("LOCK TABLE casework_events IN ROW SHARE MODE")  # the insert waits for it
+            held = await client.publish("complaint.receive", complaint_body(case_ref="HELD"))
+            for _ in range(200):
+                if service.consumer.busy:
+                    break
+                await asyncio.sleep(0.02)
+            assert service.consumer.busy, "intake took the command"
+            stopping.set()
+            await asyncio.sleep(1.0)
+            assert not task.done(), "intake stopped with a batch not yet committed"
+        await asyncio.wait_for(task, 30)
+        assert (await outcomes.outcome_for(held))["status"] == "accepted"
+        assert client.channel is not None
+        queue = await client.channel.declare_queue("casework.intake", passive=True)
+        assert queue.declaration_result.message_count == 0, "the held command was acked before intake stopped"
