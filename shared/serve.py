@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from faststream.rabbit import RabbitBroker
+
+log = logging.getLogger("casework")
 
 
 def tune_gc() -> None:
@@ -41,9 +44,14 @@ async def serve(work: list[Coroutine[Any, Any, None]], stopping: asyncio.Event, 
     for stop_one in stop_consuming:
         await stop_one()
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + drain_seconds
+    # A task that ended has stopped its part of the work: nothing more will commit.
+    deadline = loop.time() + (0 if done - {stop} else drain_seconds)
+    if not idle() and loop.time() < deadline:
+        log.info("stopping: letting the work in hand commit and be acked (up to %.0f s)", drain_seconds)
     while not idle() and loop.time() < deadline:
         await asyncio.sleep(0.05)
+    if not idle():
+        log.warning("stopping with work not yet committed; RabbitMQ redelivers it to the next start")
     await asyncio.sleep(0.1)
     for task in [stop, *tasks]:
         task.cancel()
