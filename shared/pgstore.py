@@ -93,6 +93,29 @@ class BinaryInsertRecorder(PostgresApplicationRecorder):
         curs.execute(self.binary_insert_statement, insert_arrays(stored_events), binary=True)
 
 
+class QuietTrackingRecorder(PostgresTrackingRecorder):
+    """The library's tracking recorder, without the failing probe on a fresh database.
+
+    Before creating its table, the library reads the table's migration row, and takes the
+    error that a missing table raises as "not there yet"; PostgreSQL logs that as an ERROR
+    at every service's first start. Here the catalogue is asked first, and when the table
+    is missing the probe is skipped, which is what its failure would have led to.
+    """
+
+    def create_table(self) -> None:
+        if self.table_exists():
+            super().create_table()
+        else:
+            super(PostgresTrackingRecorder, self).create_table()  # what follows the failed probe
+
+    def table_exists(self) -> bool:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute("SELECT to_regclass(%s) IS NOT NULL AS present",
+                         (Identifier(self.datastore.schema or "public", self.tracking_table_name).as_string(),))
+            row = curs.fetchone()
+        return bool(row and row["present"])
+
+
 class OwnAsyncConnection:
     """An asyncio connection of one's own, opened on first use and after any failure.
 

@@ -134,6 +134,7 @@ def _persistence(database_url: str, application: str) -> dict[str, str]:
             "POSTGRES_MAX_OVERFLOW": "4",
             "POSTGRES_LOCK_TIMEOUT": "10",
             "APPLICATION_RECORDER_TOPIC": "shared.pgstore:BinaryInsertRecorder",
+            "TRACKING_RECORDER_TOPIC": "shared.pgstore:QuietTrackingRecorder",
         }
     raise DatabaseUrlError(
         f"{database_url!r}: CASEWORK_DATABASE_URL must be sqlite:///PATH, postgresql://USER@HOST:PORT/DB or memory:"

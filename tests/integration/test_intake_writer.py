@@ -14,7 +14,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTracking
 
 from services.intake.application import IntakeApplication
 from shared.events import Outcome
-from shared.pgstore import AsyncNotificationReader, AsyncPositionWriter
+from shared.pgstore import AsyncNotificationReader, AsyncPositionWriter, QuietTrackingRecorder
 from shared.policy import load_policy
 from shared.relay import store_settings
 from tests.unit.commands import submission
@@ -235,5 +235,34 @@ def test_every_start_creates_the_event_type_without_an_error(database_url: str) 
                 conn.execute(statement)
             row = conn.execute("SELECT to_regtype('stored_event_uuid')").fetchone()
             assert row is not None and row[0] is not None
+    finally:
+        app.close()
+
+
+def test_the_tracking_table_is_created_without_a_failing_probe(database_url: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a fresh database the library's probe of the missing table would fail (an ERROR in
+    PostgreSQL's log at every first start); it runs only once the table is there, where it
+    still guards the library's migration of older tracking tables."""
+    probes: list[str] = []
+    real = PostgresTrackingRecorder.max_tracking_id
+
+    def probe(self: PostgresTrackingRecorder, application_name: str) -> int | None:
+        probes.append(application_name)
+        return real(self, application_name)
+
+    monkeypatch.setattr(PostgresTrackingRecorder, "max_tracking_id", probe)
+    app = IntakeApplication(POLICY, database_url)
+    try:
+        tracking = app.factory.tracking_recorder()
+        assert isinstance(tracking, QuietTrackingRecorder)
+        assert probes == [], "the probe ran against a missing table"
+        assert tracking.max_tracking_id("__migration__") == 1, "the table was created as the library creates it"
+        probes.clear()
+        again = app.factory.tracking_recorder()  # a later start finds the table and probes it
+        assert probes == ["__migration__"]
+        assert again.tracking_migration_previous == 1
+        tracking.insert_tracking(Tracking("casework.relay", 7))
+        assert again.max_tracking_id("casework.relay") == 7
     finally:
         app.close()
