@@ -48,7 +48,8 @@ def run(
                                             "escalation, rewards.")] = "intake,escalation,rewards",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run services until SIGINT/SIGTERM; then stop consuming and let the batch in hand commit (up to 10 s)."""
+    """Run services until SIGINT/SIGTERM; then stop consuming, and let the batch in hand commit and its
+    events go out (up to 10 s)."""
     from casework.runtime import SERVICES
     from casework.runtime import run as run_services
 

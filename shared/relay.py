@@ -306,6 +306,7 @@ class Relay:
         self.from_memory = False  # the last page came from `recent`
         self.others_committed = True  # another process committed since the store was last read
         self.store_reads = 0  # pages asked of the store (the rest came from memory)
+        self.recorded = 0  # the newest notification id this process committed while leading
 
     def poke(self) -> None:
         """New events were committed in this process: look now rather than at the next poll."""
@@ -320,14 +321,19 @@ class Relay:
         the store as before.
         """
         self.remembering = True
-        if not self.leading:
+        if not self.leading or not recordings:
             return
+        self.recorded = max(self.recorded, *(recording.notification.id for recording in recordings))
         with self.recent_lock:
             if len(self.recent) + len(recordings) > RECENT_LIMIT:
                 self.recent.clear()
                 return
             for recording in recordings:
                 self.recent[recording.notification.id] = recording.domain_event
+
+    def caught_up(self) -> bool:
+        """Everything this process committed while it led is published and confirmed."""
+        return self.position >= self.recorded
 
     def _take_recent(self) -> list[tuple[int, Any]]:
         """The remembered events that follow the position without a gap, up to a page."""

@@ -60,7 +60,7 @@ class IntakeService:
         log.info("intake consuming casework.intake; store %s", self.settings.database_url)
         work = [self.consumer.run(), *([self.relay.run()] if self.relay_here else [])]
         try:
-            await serve(work, stopping, self.broker, self.consumer.idle, self.hosted,
+            await serve(work, stopping, self.broker, self.idle, self.hosted,
                         stop_consuming=[self.source.stop_consuming] if self.source else [])
         finally:
             if self.source is not None:
@@ -69,6 +69,11 @@ class IntakeService:
                 await self.broker.stop()
             await self.app.aclose()
             self.app.close()
+
+
+    def idle(self) -> bool:
+        """Every command taken is committed and acked, and its events and outcome published."""
+        return self.consumer.idle() and (not self.relay_here or self.relay.caught_up())
 
 
 class RelayService:

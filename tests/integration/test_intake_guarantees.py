@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import psycopg
@@ -332,3 +333,36 @@ async def test_a_graceful_stop_lets_the_batch_being_committed_finish(amqp_url: s
         assert client.channel is not None
         queue = await client.channel.declare_queue("casework.intake", passive=True)
         assert queue.declaration_result.message_count == 0, "the held command was acked before intake stopped"
+
+
+async def test_a_graceful_stop_publishes_what_was_committed_before_it_goes(amqp_url: str, database_url: str) -> None:
+    """The relay in the intake process publishes, and has confirmed, every event and outcome of
+    the commands intake committed before the process stops: the branch hears now, not after
+    the next start."""
+    from services.intake.main import IntakeService
+
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        outcomes = await client.tap("casework.events", "command.#")
+        service: IntakeService = intake_service(amqp_url, database_url)()
+        stopping = asyncio.Event()
+        task = asyncio.create_task(service.run(stopping))
+        first = await client.publish("complaint.receive", complaint_body(case_ref="FIRST"))
+        assert (await outcomes.outcome_for(first))["status"] == "accepted"
+        send_page = service.relay.publisher.send_page
+
+        async def slowly(messages: Any) -> Any:
+            await asyncio.sleep(0.5)  # a broker slow to take the page
+            return await send_page(messages)
+
+        service.relay.publisher.send_page = slowly  # type: ignore[method-assign]
+        last = await client.publish("complaint.receive", complaint_body(case_ref="LAST"))
+        for _ in range(250):
+            if service.relay.recorded > 2:
+                break
+            await asyncio.sleep(0.02)
+        assert service.relay.recorded > 2, "intake committed the command"
+        stopping.set()
+        await asyncio.wait_for(task, 30)
+        assert service.relay.caught_up()
+        assert (await outcomes.outcome_for(last, timeout=2))["status"] == "accepted"
