@@ -321,15 +321,20 @@ class Relay:
         the store as before.
         """
         self.remembering = True
-        if not self.leading or not recordings:
+        self.note_recorded(recordings)
+        if not self.leading:
             return
-        self.recorded = max(self.recorded, *(recording.notification.id for recording in recordings))
         with self.recent_lock:
             if len(self.recent) + len(recordings) > RECENT_LIMIT:
                 self.recent.clear()
                 return
             for recording in recordings:
                 self.recent[recording.notification.id] = recording.domain_event
+
+    def note_recorded(self, recordings: Sequence[Recording[Any]]) -> None:
+        """This process committed these; a graceful stop waits until the relay has them confirmed."""
+        if self.leading and recordings:
+            self.recorded = max(self.recorded, *(recording.notification.id for recording in recordings))
 
     def caught_up(self) -> bool:
         """Everything this process committed while it led is published and confirmed."""

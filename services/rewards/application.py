@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Recording
 from eventsourcing.utils import get_topic
 
 from services.rewards import upstream as up
@@ -65,8 +65,14 @@ class RewardsApplication(Application[UUID]):
         self.clock = clock
         self.user_id = user_id
         self.cache = Cache(claim_cache)
+        # Told of every commit's events, with their notification ids (the relay in this process).
+        self.on_recorded: Callable[[list[Recording[UUID]]], None] | None = None
         settings = {**eventsourcing_env(database_url, "rewards"), **(env or {})}
         open_application(lambda: super(RewardsApplication, self).__init__(env=settings), settings)
+
+    def _notify(self, recordings: list[Recording[UUID]]) -> None:
+        if self.on_recorded is not None:
+            self.on_recorded(recordings)
 
     # -- reading -----------------------------------------------------------------------
     def _load(self, aggregate_id: UUID) -> Any | None:

@@ -27,7 +27,7 @@ class LeadershipLost(RuntimeError):
 
 
 class RewardsService:
-    """Runs until `stopping` is set; then stops consuming and lets the current batch commit.
+    """Runs until `stopping` is set; then stops consuming, lets the current batch commit, and its relay publish it.
 
     A `broker` passed in is hosted: its owner connects, declares, starts and stops it (the
     demo's in-process broker); `relay_publisher` replaces the relay's own AMQP connection.
@@ -44,6 +44,7 @@ class RewardsService:
         self.broker = broker if broker is not None else make_broker(url)
         self.relay = Relay(self.app, relay_publisher or url, outgoing, "rewards.relay",
                            settings.relay_page_size, settings.relay_poll_seconds)
+        self.app.on_recorded = self.relay.note_recorded
         self.consumer = RewardsConsumer(self.app, self.broker, batch_size, on_commit=self.relay.poke)
         # Twice a batch in flight: the next batch arrives while this one commits (acks come after commit).
         self.broker.include_router(build_router(self.consumer, max(settings.prefetch, 2 * batch_size)))
@@ -103,5 +104,5 @@ class RewardsService:
                 raise LeadershipLost("another rewards process leads this store now")
 
     def idle(self) -> bool:
-        """Nothing taken from the queue is still waiting to commit."""
-        return not self.consumer.busy and self.consumer.queue.empty()
+        """Nothing taken from the queue is still waiting to commit, and what was committed is published."""
+        return not self.consumer.busy and self.consumer.queue.empty() and self.relay.caught_up()

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 
 from casework.settings import Settings
 from services.rewards.main import RewardsService
 from services.rewards.rebuild import rebuild
 from shared.policy import Policy, load_policy
+from tests.integration.test_escalation_kit import until
 from tests.support.live import Client, complaint_body, intake_service, running
 from tests.unit.test_rewards_helpers import NOV_10, THIRDS, rewards
 from tests.unit.test_rewards_registry import EXPECTED_CSV
@@ -115,3 +118,44 @@ async def test_an_unreadable_event_goes_to_the_dead_letters_and_the_rest_goes_on
         assert entries(store) == entries(fed(messages))
     finally:
         store.close()
+
+
+async def test_a_graceful_stop_publishes_what_rewards_committed_before_it_goes(
+        amqp_url: str, database_url: str) -> None:
+    """Stopped right after it credits a ledger, rewards still publishes the credit before the
+    process goes, though the broker is slow to take each page."""
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        outcomes = await client.tap("casework.events", "command.#")
+        ledger = await client.tap("casework.events", "ledger.#")
+
+        async def accepted(key: str, body: dict[str, Any]) -> str:
+            outcome = await outcomes.outcome_for(await client.publish(key, body))
+            assert outcome["status"] == "accepted", outcome
+            return str(outcome["stream_id"])
+
+        async with running(intake_service(amqp_url, database_url, clock=lambda: NOV_10)):
+            service = rewards_service(amqp_url, database_url)()
+            send_page = service.relay.publisher.send_page
+
+            async def slowly(messages: Any) -> Any:
+                await asyncio.sleep(1.0)  # a broker slow to take the page
+                return await send_page(messages)
+
+            service.relay.publisher.send_page = slowly  # type: ignore[method-assign]
+            stopping = asyncio.Event()
+            task = asyncio.create_task(service.run(stopping))
+            report = await accepted("surplus.report", surplus_body("GZ01", "R-STOP"))
+            await accepted("surplus.review", review_body(report))
+            await until(lambda: credits(database_url), what="the ledger credited in the store")
+            stopping.set()
+            await asyncio.wait_for(task, 30)
+        assert service.relay.caught_up()
+        await ledger.collect(2, timeout=2)
+    assert [m.routing_key for m in ledger.messages] == ["ledger.opened.GZ01", "ledger.credited.GZ01"]
+
+
+def credits(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM rewards_events WHERE topic LIKE %s", ("%:Ledger.Credited",)).fetchone()
+    return int(row[0]) if row else 0
