@@ -84,11 +84,30 @@ class RelayService:
         self.relay = Relay(self.app, settings.amqp_url_for("intake"), outgoing, "casework.relay",
                            settings.relay_page_size, settings.relay_poll_seconds)
 
-    async def run(self, stopping: asyncio.Event) -> None:
+    async def run(self, stopping: asyncio.Event, drain_seconds: float = 10.0) -> None:
         log.info("relay following the intake store")
         task = asyncio.create_task(self.relay.run())
         await asyncio.wait([task, asyncio.create_task(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            await self._catch_up(drain_seconds)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         self.app.close()
+
+    async def _catch_up(self, seconds: float) -> None:
+        """Before stopping, publish what the store held when the stop was asked for (for up to `seconds`)."""
+        if not self.relay.leading:
+            return  # another relay process publishes
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        try:
+            head = await asyncio.to_thread(self.app.recorder.max_notification_id) or 0
+        except Exception as error:
+            log.warning("relay cannot read the store's head before stopping (%s)", error)
+            return
+        if self.relay.position < head:
+            log.info("stopping: publishing up to %d first (up to %.0f s)", head, seconds)
+        while self.relay.position < head and loop.time() < deadline:
+            self.relay.poke()
+            await asyncio.sleep(0.05)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 
@@ -70,3 +71,42 @@ def test_processes_starting_together_on_a_fresh_database_all_open_it(database_ur
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+async def test_a_relay_in_its_own_process_publishes_what_the_store_holds_before_it_stops(
+        amqp_url: str, database_url: str) -> None:
+    """Asked to stop just after intake committed a command, the relay apart publishes it first,
+    though the broker is slow to take each page."""
+    from casework.settings import Settings
+    from services.intake.main import RelayService
+    from shared.policy import load_policy
+
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        events = await client.tap("casework.events", "complaint.#")
+        relay = RelayService(Settings(amqp_url=amqp_url, database_url=database_url, relay_poll_seconds=30),
+                             load_policy())
+        send_page = relay.relay.publisher.send_page
+
+        async def slowly(messages: Any) -> Any:
+            await asyncio.sleep(1.0)  # a broker slow to take the page
+            return await send_page(messages)
+
+        relay.relay.publisher.send_page = slowly  # type: ignore[method-assign]
+        async with running(intake_service(amqp_url, database_url, intake_relay=False)):
+            stopping = asyncio.Event()
+            task = asyncio.create_task(relay.run(stopping))
+            for _ in range(250):
+                if relay.relay.leading:
+                    break
+                await asyncio.sleep(0.02)
+            assert relay.relay.leading, "the relay took its lock"
+            await client.publish("complaint.receive", complaint_body(case_ref="LAST"))
+            for _ in range(250):
+                if (await asyncio.to_thread(relay.app.recorder.max_notification_id) or 0) >= 2:
+                    break
+                await asyncio.sleep(0.02)
+            stopping.set()
+            await asyncio.wait_for(task, 30)
+        [received] = await events.collect(1, timeout=2)
+    assert json.loads(received.body)["case_ref"] == "LAST"
