@@ -11,10 +11,12 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Snapshot
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import EventStore, StoredEvent
+from eventsourcing.postgres import PostgresFactory
 from eventsourcing.utils import get_topic
 
 from casework.audit import StoreReader, public_state, store_env
+from shared.pgstore import QuietAggregateRecorder
 
 log = logging.getLogger("casework.audit")
 
@@ -30,6 +32,17 @@ class AuditSnapshots(Application[UUID]):
 
     def __init__(self, database_url: str, cipher_key: str | None = None) -> None:
         super().__init__(env=store_env(database_url, self.name, cipher_key))
+
+    def construct_snapshot_store(self) -> EventStore[UUID]:
+        """The library's snapshot store; on PostgreSQL with a recorder that creates its type quietly."""
+        factory = self.factory
+        if not isinstance(factory, PostgresFactory):
+            return super().construct_snapshot_store()
+        recorder = QuietAggregateRecorder(datastore=factory.datastore,
+                                          events_table_name=f"{factory.env.name.lower() or 'stored'}_snapshots")
+        if factory.env_create_table():
+            recorder.create_table()
+        return factory.event_store(mapper=self.mapper, recorder=recorder)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import IntegrityError, Notification, ProgrammingError, StoredEvent, Tracking
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder, PostgresTrackingRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
@@ -63,7 +63,19 @@ def quiet_if_exists(statement: Composed) -> Composed:
                "END $casework$").format(statement)
 
 
-class BinaryInsertRecorder(PostgresApplicationRecorder):
+class QuietTypeCreation(PostgresAggregateRecorder):
+    """A recorder whose tables and type are created without an ERROR in the server's log."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sql_create_statements = [quiet_if_exists(statement) for statement in self.sql_create_statements]
+
+
+class QuietAggregateRecorder(QuietTypeCreation):
+    """The library's aggregate recorder (snapshots, say), created quietly."""
+
+
+class BinaryInsertRecorder(QuietTypeCreation, PostgresApplicationRecorder):
     """Same table, lock, NOTIFY and returned notification ids as the library's recorder.
 
     The library sends a batch as an array of a composite type, which psycopg renders as
@@ -73,7 +85,6 @@ class BinaryInsertRecorder(PostgresApplicationRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.sql_create_statements = [quiet_if_exists(statement) for statement in self.sql_create_statements]
         # Rendered once: psycopg renders a composed statement again on every execute.
         self.binary_insert_statement = insert_from_arrays(self, "%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]")
         self.rendered_lock_statements: list[str] = [

@@ -223,12 +223,19 @@ async def test_a_batch_of_receives_is_decided_without_reading_and_its_repeats_st
         app.close()
 
 
-def test_every_start_creates_the_event_type_without_an_error(database_url: str) -> None:
-    """PostgreSQL logs each failed statement as an ERROR; the recorder's CREATE TYPE, run on
-    every start of every service, must not fail when the type is already there."""
-    app = IntakeApplication(POLICY, database_url)
+@pytest.mark.parametrize("store", ["intake's events", "audit's snapshots"])
+def test_every_start_creates_the_event_type_without_an_error(database_url: str, store: str) -> None:
+    """PostgreSQL logs each failed statement as an ERROR; the recorders' CREATE TYPE, run on
+    every start of every service and every audit, must not fail when the type is already there."""
+    from casework.audit_asof import AuditSnapshots
+
+    app: Any = IntakeApplication(POLICY, database_url) if store == "intake's events" else AuditSnapshots(database_url)
     try:
-        creates = [s for s in app.recorder.sql_create_statements if "CREATE TYPE" in s.as_string()]  # type: ignore[attr-defined]
+        recorder = app.recorder if store == "intake's events" else app.snapshots.recorder
+        if store == "audit's snapshots":  # the library's own table, under a quiet recorder
+            assert (type(recorder).__name__, recorder.events_table_name) == (
+                "QuietAggregateRecorder", "casework_audit_snapshots")
+        creates = [s for s in recorder.sql_create_statements if "CREATE TYPE" in s.as_string()]
         assert creates, "the recorder no longer creates a type: this test has nothing to check"
         with psycopg.connect(database_url) as conn:  # one transaction: any error would abort it
             for statement in creates * 2:
