@@ -63,19 +63,18 @@ def quiet_if_exists(statement: Composed) -> Composed:
                "END $casework$").format(statement)
 
 
-class QuietTypeCreation(PostgresAggregateRecorder):
-    """A recorder whose tables and type are created without an ERROR in the server's log."""
+class QuietAggregateRecorder(PostgresAggregateRecorder):
+    """The library's aggregate recorder, its tables and type created without an ERROR in the server's log.
+
+    Used as it is for audit's snapshots, and as the base of intake's events recorder.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sql_create_statements = [quiet_if_exists(statement) for statement in self.sql_create_statements]
 
 
-class QuietAggregateRecorder(QuietTypeCreation):
-    """The library's aggregate recorder (snapshots, say), created quietly."""
-
-
-class BinaryInsertRecorder(QuietTypeCreation, PostgresApplicationRecorder):
+class BinaryInsertRecorder(QuietAggregateRecorder, PostgresApplicationRecorder):
     """Same table, lock, NOTIFY and returned notification ids as the library's recorder.
 
     The library sends a batch as an array of a composite type, which psycopg renders as

@@ -70,7 +70,6 @@ class IntakeService:
             await self.app.aclose()
             self.app.close()
 
-
     def idle(self) -> bool:
         """Every command taken is committed and acked, and its events and outcome published."""
         return self.consumer.idle() and (not self.relay_here or self.relay.caught_up())

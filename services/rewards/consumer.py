@@ -44,6 +44,10 @@ class RewardsConsumer:
     async def receive(self, raw: aio_pika.IncomingMessage) -> None:
         await self.queue.put(raw)
 
+    def idle(self) -> bool:
+        """Nothing waits in the queue, and every batch taken from it is recorded and acked."""
+        return self.queue.empty() and not self.busy
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:

@@ -105,4 +105,4 @@ class RewardsService:
 
     def idle(self) -> bool:
         """Nothing taken from the queue is still waiting to commit, and what was committed is published."""
-        return not self.consumer.busy and self.consumer.queue.empty() and self.relay.caught_up()
+        return self.consumer.idle() and self.relay.caught_up()

@@ -21,9 +21,8 @@ from tests.integration.test_escalation_kit import (
     recorded,
     short_policy,
     started,
-    until,
 )
-from tests.support.live import Client, complaint_body, intake_service, running
+from tests.support.live import Client, complaint_body, intake_service, running, until
 
 pytestmark = pytest.mark.integration
 

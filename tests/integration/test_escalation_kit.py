@@ -63,19 +63,6 @@ def escalations(database_url: str) -> list[tuple[str, str]]:
     return [(f.case_id, f.level) for f in recorded(database_url) if f.kind == "escalated"]
 
 
-async def until(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Wait for an asynchronous effect to show (polling); fails clearly instead of hanging."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await asyncio.to_thread(condition)
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 async def started(service: EscalationService, timeout: float = 60.0) -> None:
     """Wait until the service consumes and fires (fails instead of hanging if it never does)."""
     await asyncio.wait_for(service.ready.wait(), timeout)

@@ -24,9 +24,8 @@ from tests.integration.test_escalation_kit import (
     fake_clock,
     short_policy,
     started,
-    until,
 )
-from tests.support.live import Client, complaint_body, intake_service, running
+from tests.support.live import Client, complaint_body, intake_service, running, until
 
 pytestmark = pytest.mark.integration
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import pytest
 
-from tests.support.live import Client, complaint_body, intake_service, running
+from tests.support.live import Client, complaint_body, intake_service, running, slow_pages, until
 
 pytestmark = pytest.mark.integration
 
@@ -86,26 +85,14 @@ async def test_a_relay_in_its_own_process_publishes_what_the_store_holds_before_
         events = await client.tap("casework.events", "complaint.#")
         relay = RelayService(Settings(amqp_url=amqp_url, database_url=database_url, relay_poll_seconds=30),
                              load_policy())
-        send_page = relay.relay.publisher.send_page
-
-        async def slowly(messages: Any) -> Any:
-            await asyncio.sleep(1.0)  # a broker slow to take the page
-            return await send_page(messages)
-
-        relay.relay.publisher.send_page = slowly  # type: ignore[method-assign]
+        slow_pages(relay.relay, 1.0)
         async with running(intake_service(amqp_url, database_url, intake_relay=False)):
             stopping = asyncio.Event()
             task = asyncio.create_task(relay.run(stopping))
-            for _ in range(250):
-                if relay.relay.leading:
-                    break
-                await asyncio.sleep(0.02)
-            assert relay.relay.leading, "the relay took its lock"
+            await until(lambda: relay.relay.leading, timeout=5, what="the relay taking its lock")
             await client.publish("complaint.receive", complaint_body(case_ref="LAST"))
-            for _ in range(250):
-                if (await asyncio.to_thread(relay.app.recorder.max_notification_id) or 0) >= 2:
-                    break
-                await asyncio.sleep(0.02)
+            await until(lambda: (relay.app.recorder.max_notification_id() or 0) >= 2, timeout=5,
+                        what="intake committing the command")
             stopping.set()
             await asyncio.wait_for(task, 30)
         [received] = await events.collect(1, timeout=2)

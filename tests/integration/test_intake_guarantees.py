@@ -6,15 +6,15 @@ import asyncio
 import json
 import uuid
 from pathlib import Path
-from typing import Any
 
 import aio_pika
 import psycopg
 import pytest
 
 import services.intake.consumer as consumer_module
+from services.intake.main import IntakeService
 from tests.conftest import rabbitmqctl
-from tests.support.live import Client, complaint_body, get_one, intake_service, running
+from tests.support.live import Client, Tap, complaint_body, get_one, intake_service, running, slow_pages, until
 from tests.support.processes import ServiceProcess
 from tests.support.store import event_counts, received_streams
 
@@ -304,27 +304,28 @@ async def consumers_of(queue: str, amqp_url: str, until: int, timeout: float = 1
     return count
 
 
+async def intake_answering(client: Client, outcomes: Tap, amqp_url: str,
+                           database_url: str) -> tuple[IntakeService, asyncio.Event, asyncio.Task[None]]:
+    """Intake started by hand, so that the test says when it stops, once it has answered a first command."""
+    service: IntakeService = intake_service(amqp_url, database_url)()
+    stopping = asyncio.Event()
+    task = asyncio.create_task(service.run(stopping))
+    first = await client.publish("complaint.receive", complaint_body(case_ref="FIRST"))
+    assert (await outcomes.outcome_for(first))["status"] == "accepted"
+    return service, stopping, task
+
+
 async def test_a_graceful_stop_lets_the_batch_being_committed_finish(amqp_url: str, database_url: str) -> None:
     """Asked to stop while a batch waits on the database, intake commits it and acks it first:
     the branch gets its answer now, and the queue holds nothing to redeliver."""
-    from services.intake.main import IntakeService
-
     async with Client(amqp_url) as client:
         await client.declare_topology()
         outcomes = await client.tap("casework.events", "command.#")
-        service: IntakeService = intake_service(amqp_url, database_url)()
-        stopping = asyncio.Event()
-        task = asyncio.create_task(service.run(stopping))
-        first = await client.publish("complaint.receive", complaint_body(case_ref="FIRST"))
-        assert (await outcomes.outcome_for(first))["status"] == "accepted"
+        service, stopping, task = await intake_answering(client, outcomes, amqp_url, database_url)
         async with await psycopg.AsyncConnection.connect(database_url) as holder:
             await holder.execute("LOCK TABLE casework_events IN ROW SHARE MODE")  # the insert waits for it
             held = await client.publish("complaint.receive", complaint_body(case_ref="HELD"))
-            for _ in range(200):
-                if service.consumer.busy:
-                    break
-                await asyncio.sleep(0.02)
-            assert service.consumer.busy, "intake took the command"
+            await until(lambda: service.consumer.busy, timeout=5, what="intake taking the command")
             stopping.set()
             await asyncio.sleep(1.0)
             assert not task.done(), "intake stopped with a batch not yet committed"
@@ -339,29 +340,13 @@ async def test_a_graceful_stop_publishes_what_was_committed_before_it_goes(amqp_
     """The relay in the intake process publishes, and has confirmed, every event and outcome of
     the commands intake committed before the process stops: the branch hears now, not after
     the next start."""
-    from services.intake.main import IntakeService
-
     async with Client(amqp_url) as client:
         await client.declare_topology()
         outcomes = await client.tap("casework.events", "command.#")
-        service: IntakeService = intake_service(amqp_url, database_url)()
-        stopping = asyncio.Event()
-        task = asyncio.create_task(service.run(stopping))
-        first = await client.publish("complaint.receive", complaint_body(case_ref="FIRST"))
-        assert (await outcomes.outcome_for(first))["status"] == "accepted"
-        send_page = service.relay.publisher.send_page
-
-        async def slowly(messages: Any) -> Any:
-            await asyncio.sleep(0.5)  # a broker slow to take the page
-            return await send_page(messages)
-
-        service.relay.publisher.send_page = slowly  # type: ignore[method-assign]
+        service, stopping, task = await intake_answering(client, outcomes, amqp_url, database_url)
+        slow_pages(service.relay, 0.5)
         last = await client.publish("complaint.receive", complaint_body(case_ref="LAST"))
-        for _ in range(250):
-            if service.relay.recorded > 2:
-                break
-            await asyncio.sleep(0.02)
-        assert service.relay.recorded > 2, "intake committed the command"
+        await until(lambda: service.relay.recorded > 2, timeout=5, what="intake committing the command")
         stopping.set()
         await asyncio.wait_for(task, 30)
         assert service.relay.caught_up()

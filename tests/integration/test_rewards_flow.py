@@ -14,8 +14,7 @@ from casework.settings import Settings
 from services.rewards.main import RewardsService
 from services.rewards.rebuild import rebuild
 from shared.policy import Policy, load_policy
-from tests.integration.test_escalation_kit import until
-from tests.support.live import Client, complaint_body, intake_service, running
+from tests.support.live import Client, Tap, complaint_body, intake_service, running, slow_pages, until
 from tests.unit.test_rewards_helpers import NOV_10, THIRDS, rewards
 from tests.unit.test_rewards_registry import EXPECTED_CSV
 
@@ -43,6 +42,13 @@ def review_body(report: str, shares: dict[str, str] | None = None, matched: str 
     return body
 
 
+async def accepted_by(client: Client, outcomes: Tap, key: str, body: dict[str, Any]) -> str:
+    """Publish a command and wait for it to be accepted; returns its stream id."""
+    outcome = await outcomes.outcome_for(await client.publish(key, body))
+    assert outcome["status"] == "accepted", outcome
+    return str(outcome["stream_id"])
+
+
 async def test_a_surplus_report_goes_all_the_way_to_a_settled_period(amqp_url: str, database_url: str) -> None:
     async with Client(amqp_url) as client:
         await client.declare_topology()
@@ -50,9 +56,7 @@ async def test_a_surplus_report_goes_all_the_way_to_a_settled_period(amqp_url: s
         ledger = await client.tap("casework.events", "ledger.#")
 
         async def accepted(key: str, body: dict[str, Any]) -> str:
-            outcome = await outcomes.outcome_for(await client.publish(key, body))
-            assert outcome["status"] == "accepted", outcome
-            return str(outcome["stream_id"])
+            return await accepted_by(client, outcomes, key, body)
 
         async with running(intake_service(amqp_url, database_url, clock=lambda: NOV_10)), \
                 running(rewards_service(amqp_url, database_url)):
@@ -128,25 +132,13 @@ async def test_a_graceful_stop_publishes_what_rewards_committed_before_it_goes(
         await client.declare_topology()
         outcomes = await client.tap("casework.events", "command.#")
         ledger = await client.tap("casework.events", "ledger.#")
-
-        async def accepted(key: str, body: dict[str, Any]) -> str:
-            outcome = await outcomes.outcome_for(await client.publish(key, body))
-            assert outcome["status"] == "accepted", outcome
-            return str(outcome["stream_id"])
-
         async with running(intake_service(amqp_url, database_url, clock=lambda: NOV_10)):
             service = rewards_service(amqp_url, database_url)()
-            send_page = service.relay.publisher.send_page
-
-            async def slowly(messages: Any) -> Any:
-                await asyncio.sleep(1.0)  # a broker slow to take the page
-                return await send_page(messages)
-
-            service.relay.publisher.send_page = slowly  # type: ignore[method-assign]
+            slow_pages(service.relay, 1.0)
             stopping = asyncio.Event()
             task = asyncio.create_task(service.run(stopping))
-            report = await accepted("surplus.report", surplus_body("GZ01", "R-STOP"))
-            await accepted("surplus.review", review_body(report))
+            report = await accepted_by(client, outcomes, "surplus.report", surplus_body("GZ01", "R-STOP"))
+            await accepted_by(client, outcomes, "surplus.review", review_body(report))
             await until(lambda: credits(database_url), what="the ledger credited in the store")
             stopping.set()
             await asyncio.wait_for(task, 30)

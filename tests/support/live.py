@@ -159,3 +159,27 @@ async def get_one(queue: aio_pika.abc.AbstractQueue, timeout: float = 20.0) -> a
             return message
         await asyncio.sleep(0.05)
     raise TimeoutError(f"nothing arrived on {queue.name}")
+
+
+async def until(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Wait for an asynchronous effect to show (polling); fails clearly instead of hanging."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await asyncio.to_thread(condition)
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+def slow_pages(relay: Any, seconds: float) -> None:
+    """A broker slow to take each of the relay's pages: every page waits `seconds` first."""
+    send_page = relay.publisher.send_page
+
+    async def slowly(messages: Any) -> Any:
+        await asyncio.sleep(seconds)
+        return await send_page(messages)
+
+    relay.publisher.send_page = slowly
