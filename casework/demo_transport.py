@@ -17,7 +17,7 @@ from faststream.rabbit.testing import TestRabbitBroker
 from casework.settings import Settings
 from shared.broker import make_broker
 from shared.relay import BrokerPublisher, RelayPublisher
-from shared.topology import BINDINGS, COMMANDS, DEAD, ESCALATIONS, EVENTS, declare
+from shared.topology import COMMANDS, DEAD, ESCALATIONS, EVENTS, bound, declare
 
 if TYPE_CHECKING:
     from casework.demo_world import World
@@ -31,23 +31,6 @@ QUEUES = ("casework.intake", "casework.escalation", "casework.rewards")
 
 class BrokerInUse(RuntimeError):
     """Raised when casework's queues on the given broker already have consumers or messages."""
-
-
-def topic_matches(pattern: str, key: str) -> bool:
-    """RabbitMQ's topic rule: `*` is one word, `#` zero or more."""
-    def match(p: list[str], k: list[str]) -> bool:
-        if not p:
-            return not k
-        if p[0] == "#":
-            return any(match(p[1:], k[i:]) for i in range(len(k) + 1))
-        return bool(k) and p[0] in ("*", k[0]) and match(p[1:], k[1:])
-    return match(pattern.split("."), key.split("."))
-
-
-def bound(service: str, exchange: str, key: str) -> bool:
-    """Whether the contract's bindings (shared.topology) route this message to the service's queue."""
-    return any(bound_exchange.name == exchange and any(topic_matches(p, key) for p in keys)
-               for _, bound_exchange, keys in BINDINGS[service])
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 from uuid import UUID
 
@@ -15,6 +14,7 @@ from eventsourcing.application import Application
 from services.intake.translate import outgoing
 from shared.relay import Outgoing
 from shared.store import eventsourcing_env
+from shared.topology import topic_matches
 
 
 class StoreLog(Application[UUID]):
@@ -25,21 +25,6 @@ class StoreLog(Application[UUID]):
 
     def __init__(self, database_url: str) -> None:
         super().__init__(env=eventsourcing_env(database_url, "casework"))
-
-
-def topic_matches(pattern: str, key: str) -> bool:
-    """AMQP topic matching: `*` is exactly one word, `#` zero or more."""
-    words, keys = pattern.split("."), key.split(".")
-
-    @cache
-    def match(i: int, j: int) -> bool:
-        if i == len(words):
-            return j == len(keys)
-        if words[i] == "#":
-            return any(match(i + 1, k) for k in range(j, len(keys) + 1))
-        return j < len(keys) and words[i] in ("*", keys[j]) and match(i + 1, j + 1)
-
-    return match(0, 0)
 
 
 @dataclass(frozen=True)

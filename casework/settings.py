@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     prefetch: int = Field(default=400, ge=1, le=5000)
     relay_page_size: int = Field(default=500, ge=1, le=5000)
     relay_poll_seconds: float = Field(default=0.5, gt=0)
+    # How long a queue that refuses events (full, reject-publish) may hold the relay before it
+    # is passed over; casework's own services' queues are never passed over.
+    relay_refusal_seconds: float = Field(default=10.0, ge=0)
     # Run intake's relay inside the intake process; false when `casework run --only relay` runs it apart.
     intake_relay: bool = True
     cipher_key: str | None = None

@@ -14,7 +14,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
@@ -35,6 +35,7 @@ from shared.chain import own_fields
 from shared.faults import crash_point
 from shared.pgstore import AsyncNotificationReader, AsyncPositionWriter
 from shared.store import pg_connection_args
+from shared.topology import SERVICES, reaches_services
 
 log = logging.getLogger("casework.relay")
 
@@ -50,6 +51,10 @@ SAVE_EVERY_SECONDS = 0.1
 # At most this many events recorded in this process wait in memory for the relay; beyond
 # that it is behind (the broker is down, say) and reads them back from the store instead.
 RECENT_LIMIT = 10_000
+# A key whose messages a queue went on refusing for the relay's patience has its later
+# refusals passed over at once for this long; then it gets the patience again. So a queue
+# that refuses on and off holds the relay for at most the patience every this often.
+REFUSAL_MEMORY = 600.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,17 @@ class Outgoing:
 
 
 Translate = Callable[[Any, int], list[Outgoing]]
+
+
+class Refused(RuntimeError):
+    """The broker nacked these messages: a queue they were routed to refused them (full,
+    `x-overflow: reject-publish`). Every other queue they were routed to took them."""
+
+    def __init__(self, messages: Sequence[Outgoing]) -> None:
+        named = ", ".join(f"{m.message_id} on {m.routing_key}" for m in messages[:3])
+        more = f" and {len(messages) - 3} more" if len(messages) > 3 else ""
+        super().__init__(f"broker refused {named}{more}")
+        self.messages = list(messages)
 
 
 def dumps(document: dict[str, Any]) -> bytes:
@@ -169,9 +185,16 @@ class AmqpPublisher:
 
     @staticmethod
     async def _confirmed(messages: Sequence[Outgoing], confirmations: list[asyncio.Future[Any]]) -> None:
-        for message, confirm in zip(messages, await asyncio.gather(*confirmations), strict=True):
-            if not isinstance(confirm, Basic.Ack):
-                raise RuntimeError(f"broker refused {message.message_id} on {message.routing_key}")
+        # aiormq settles a nacked message's future with DeliveryError; anything else (a closed
+        # channel, say) is raised as it is.
+        confirms = await asyncio.gather(*confirmations, return_exceptions=True)
+        for confirm in confirms:
+            if isinstance(confirm, BaseException) and not isinstance(confirm, aiormq.exceptions.DeliveryError):
+                raise confirm
+        refused = [message for message, confirm in zip(messages, confirms, strict=True)
+                   if not isinstance(confirm, Basic.Ack)]
+        if refused:
+            raise Refused(refused)
 
     async def close(self) -> None:
         if self.connection is not None:
@@ -271,11 +294,24 @@ class Relay:
     path either. A refused or timed-out page sends the relay back to its confirmed
     position, and a crash or a lost lock before the write back to its saved one: repeats
     with the same message ids, never a gap.
+
+    A queue that refuses what is routed to it (full, `x-overflow: reject-publish`) holds
+    the relay, and every branch's events behind it, for up to `refusal_seconds`. After that
+    a subscriber's queue must not hold up the group: the refused messages go to casework's
+    own services' queues through `casework.services` (their keys bound there as on
+    `casework.events`), with confirms, and the relay moves on; the refusing queue misses
+    them, as a queue that drops its oldest would. If one of the services' own queues
+    refuses, nothing is passed over: the relay holds.
     """
 
     def __init__(self, app: Application[Any], target: str | RelayPublisher, translate: Translate, name: str,
-                 page_size: int = 500, poll_seconds: float = 0.5) -> None:
+                 page_size: int = 500, poll_seconds: float = 0.5, refusal_seconds: float = 10.0) -> None:
         self.app = app
+        self.refusal_seconds = refusal_seconds
+        # When a queue first refused messages with this (exchange, routing key), by the loop's clock.
+        self.refused_since: dict[tuple[str, str], float] = {}
+        # Ids of refused messages the services' own queues have confirmed: their refusal is let pass.
+        self.passed_over: set[str] = set()
         self.translate = translate
         self.name = name
         self.publisher = AmqpPublisher(target) if isinstance(target, str) else target
@@ -381,6 +417,12 @@ class Relay:
             self.wakeup.clear()  # a commit from now on brings the relay round again
             try:
                 published = await self.publish_pending()
+            except Refused as refusal:
+                moving_on = await self._bear(refusal)
+                self._rewind()
+                if not moving_on:
+                    await asyncio.sleep(1.0)
+                continue
             except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, OSError, RuntimeError) as error:
                 log.warning("relay cannot publish (%s); publishing again from position %s", error, self.position)
                 self._rewind()
@@ -437,6 +479,8 @@ class Relay:
             messages.extend(self.translate(event, position))
         async with asyncio.timeout(PAGE_TIMEOUT):
             confirmation = await self.publisher.send_page(messages)
+        if self.passed_over:
+            confirmation = self._letting_pass(confirmation)
         page = asyncio.ensure_future(asyncio.wait_for(confirmation, PAGE_TIMEOUT))
         self.in_flight.append((events[-1][0], page))
         page.add_done_callback(self._settle)
@@ -454,6 +498,10 @@ class Relay:
             last, page = self.in_flight[0]
             if not page.done():
                 break
+            if not page.cancelled() and isinstance(page.exception(), Refused):
+                self.failure = cast(Refused, page.exception())
+                self.wakeup.set()
+                return
             if page.cancelled() or page.exception() is not None:
                 self.failure = RuntimeError(f"the page after position {self.position} was not confirmed: "
                                             f"{'cancelled' if page.cancelled() else page.exception()!r}")
@@ -463,6 +511,44 @@ class Relay:
             crash_point("relay_after_publish")
             self.position = last
         self._save_soon()
+
+    async def _letting_pass(self, confirmation: Awaitable[None]) -> None:
+        """The page's confirmation, with the refusals of messages already passed over let pass."""
+        try:
+            await confirmation
+        except Refused as refusal:
+            ids = {message.message_id for message in refusal.messages}
+            if not ids <= self.passed_over:
+                raise
+            self.passed_over -= ids
+
+    async def _bear(self, refusal: Refused) -> bool:
+        """Note a refusal; past the patience, give the services their copies and pass it over.
+
+        Returns whether the relay may go on at once (the refused messages were passed over).
+        """
+        now = asyncio.get_running_loop().time()
+        self.refused_since = {key: since for key, since in self.refused_since.items() if now - since < REFUSAL_MEMORY}
+        keys = {(message.exchange, message.routing_key) for message in refusal.messages}
+        waited = min(now - self.refused_since.setdefault(key, now) for key in keys)
+        if waited < self.refusal_seconds:
+            log.warning("a queue refuses what the relay routes to it (%s); holding for up to %.0f s more",
+                        refusal, self.refusal_seconds - waited)
+            return False
+        own = [replace(message, exchange=SERVICES.name) for message in refusal.messages
+               if reaches_services(message.exchange, message.routing_key)]
+        try:
+            if own:
+                await (await self.publisher.send_page(own))
+        except Refused as own_refusal:
+            log.error("casework's own services' queues refuse %s: holding until they take them", own_refusal)
+            return False
+        self.passed_over.update(message.message_id for message in refusal.messages)
+        positions = [p for message in refusal.messages if (p := message.headers.get("x-casework-position"))]
+        log.error("a subscriber's queue refused for %.0f s: passing over it (%s); casework's services have "
+                  "their copies, that queue misses these%s", waited, refusal,
+                  f" (`casework replay publish --from {min(positions)}` sends them again)" if positions else "")
+        return True
 
     def _rewind(self) -> None:
         """Back to the confirmed position: whatever was sent after it goes out again."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import aio_pika
 from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.schemas.queue import QuorumQueueArgs
@@ -18,6 +20,9 @@ COMMANDS = RabbitExchange("casework.commands", type=ExchangeType.TOPIC, durable=
 EVENTS = RabbitExchange("casework.events", type=ExchangeType.TOPIC, durable=True)
 ESCALATIONS = RabbitExchange("casework.escalations", type=ExchangeType.TOPIC, durable=True)
 DEAD = RabbitExchange("casework.dead", type=ExchangeType.FANOUT, durable=True)
+# Bound only by casework's own services' queues, with the same keys as on casework.events:
+# the way round a subscriber's queue that keeps refusing an event (see shared.relay).
+SERVICES = RabbitExchange("casework.services", type=ExchangeType.TOPIC, durable=True)
 
 INTAKE_QUEUE = RabbitQueue("casework.intake", durable=True, queue_type=QueueType.QUORUM,
                            arguments=DEAD_LETTERING, routing_key="#")
@@ -33,16 +38,43 @@ REWARDS_EXTRA_KEYS = ("complaint.#", "period.#")
 
 BINDINGS: dict[str, tuple[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]], ...]] = {
     "intake": ((INTAKE_QUEUE, COMMANDS, ("#",)), (DEAD_QUEUE, DEAD, ("",))),
-    "escalation": ((ESCALATION_QUEUE, EVENTS, ("complaint.#",)),),
-    "rewards": ((REWARDS_QUEUE, EVENTS, ("surplus.#", *REWARDS_EXTRA_KEYS)),),
+    "escalation": ((ESCALATION_QUEUE, EVENTS, ("complaint.#",)), (ESCALATION_QUEUE, SERVICES, ("complaint.#",))),
+    "rewards": ((REWARDS_QUEUE, EVENTS, ("surplus.#", *REWARDS_EXTRA_KEYS)),
+                (REWARDS_QUEUE, SERVICES, ("surplus.#", *REWARDS_EXTRA_KEYS))),
 }
 
 
 EXCHANGES: dict[str, tuple[RabbitExchange, ...]] = {
-    "intake": (COMMANDS, EVENTS, ESCALATIONS, DEAD),
-    "escalation": (COMMANDS, EVENTS, ESCALATIONS),
-    "rewards": (EVENTS,),
+    "intake": (COMMANDS, EVENTS, ESCALATIONS, DEAD, SERVICES),
+    "escalation": (COMMANDS, EVENTS, ESCALATIONS, SERVICES),
+    "rewards": (EVENTS, SERVICES),
 }
+
+
+def topic_matches(pattern: str, key: str) -> bool:
+    """RabbitMQ's topic rule: `*` is exactly one word, `#` zero or more."""
+    words, keys = pattern.split("."), key.split(".")
+
+    @cache
+    def match(i: int, j: int) -> bool:
+        if i == len(words):
+            return j == len(keys)
+        if words[i] == "#":
+            return any(match(i + 1, k) for k in range(j, len(keys) + 1))
+        return j < len(keys) and words[i] in ("*", keys[j]) and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
+def bound(service: str, exchange: str, key: str) -> bool:
+    """Whether the contract's bindings route a message with this key on `exchange` to the service's queue."""
+    return any(bound_exchange.name == exchange and any(topic_matches(p, key) for p in keys)
+               for _, bound_exchange, keys in BINDINGS[service])
+
+
+def reaches_services(exchange: str, key: str) -> bool:
+    """Whether casework's own services' queues take a message with this key on `exchange`."""
+    return any(bound(service, exchange, key) for service in BINDINGS if service != "intake")
 
 
 async def declare(broker: RabbitBroker, service: str | None = None) -> None:

@@ -26,6 +26,9 @@ COMMANDS = "casework.commands"
 EVENTS = "casework.events"
 ESCALATIONS = "casework.escalations"
 DEAD = "casework.dead"
+# Bound only by the services' own queues: how the relays reach them past a subscriber's
+# queue that keeps refusing (shared.relay). Nobody else may read or write it.
+SERVICES_EXCHANGE = "casework.services"
 
 # Complaint commands that follow a case up the ladder; registering one (`complaint.receive`)
 # is the branch's job.
@@ -171,28 +174,31 @@ def services() -> tuple[list, list, list]:
         # (replies go through the default exchange, which permissions call amq.default).
         # It also re-declares the contract's whole topology at start-up (shared.topology):
         # configure on its names, write on the queues and read on the exchanges it binds.
+        # Its relay writes to casework.services what a subscriber's queue keeps refusing.
         # Re-declaring an existing queue is all it can do to the other services' queues:
         # it has no read on them, so it can neither consume them nor create them anew with
         # dead-lettering.
         permission(
             "svc-intake",
-            configure="^casework\\.(commands|events|escalations|dead|intake|escalation|rewards)$",
-            write="^(amq\\.default|casework\\.(events|escalations|dead|intake|escalation|rewards))$",
-            read="^casework\\.(commands|events|dead|intake)$",
+            configure="^casework\\.(commands|events|escalations|dead|services|intake|escalation|rewards)$",
+            write="^(amq\\.default|casework\\.(events|escalations|dead|services|intake|escalation|rewards))$",
+            read="^casework\\.(commands|events|dead|services|intake)$",
         ),
-        # Escalation: consumes complaint events; sends complaint.escalate and warnings.
+        # Escalation: consumes complaint events (bound on casework.events and casework.services);
+        # sends complaint.escalate and warnings.
         permission(
             "svc-escalation",
-            configure="^casework\\.(escalation|events|commands|escalations)$",
+            configure="^casework\\.(escalation|events|services|commands|escalations)$",
             write="^casework\\.(escalation|commands|escalations|dead)$",
-            read="^casework\\.(escalation|events)$",
+            read="^casework\\.(escalation|events|services)$",
         ),
-        # Rewards: consumes surplus, complaint and period events; publishes its ledger events.
+        # Rewards: consumes surplus, complaint and period events (bound on casework.events and
+        # casework.services); publishes its ledger events, which no service's queue takes.
         permission(
             "svc-rewards",
-            configure="^casework\\.(rewards|events)$",
+            configure="^casework\\.(rewards|events|services)$",
             write="^casework\\.(rewards|events|dead)$",
-            read="^casework\\.(rewards|events)$",
+            read="^casework\\.(rewards|events|services)$",
         ),
     ]
     topics = [
@@ -206,9 +212,16 @@ def services() -> tuple[list, list, list]:
                 f"command\\.(accepted|rejected|duplicate)\\.{branch_key}",
             ),
         ),
+        topic(
+            "svc-intake",
+            SERVICES_EXCHANGE,
+            read="^(complaint|surplus|period)\\.#$",
+            write=f"^(complaint|surplus|period)\\.[a-z_]+\\.{branch_key}$",
+        ),
         topic("svc-intake", ESCALATIONS, write=f"^(branch|regional|hq)\\.{branch_key}$"),
         topic("svc-escalation", COMMANDS, write="^complaint\\.escalate$"),
         topic("svc-escalation", EVENTS, read=f"^complaint\\.{any_binding}$"),
+        topic("svc-escalation", SERVICES_EXCHANGE, read=f"^complaint\\.{any_binding}$"),
         topic("svc-escalation", ESCALATIONS, write=f"^warning\\.{branch_key}$"),
         topic(
             "svc-rewards",
@@ -216,6 +229,7 @@ def services() -> tuple[list, list, list]:
             write=f"^(ledger|rewards)\\.[a-z_]+\\.{branch_key}$",
             read=f"^(surplus|complaint|period)\\.{any_binding}$",
         ),
+        topic("svc-rewards", SERVICES_EXCHANGE, read=f"^(surplus|complaint|period)\\.{any_binding}$"),
     ]
     return users, perms, topics
 
@@ -257,6 +271,7 @@ def topology() -> dict[str, list]:
             exchange(EVENTS, "topic"),
             exchange(ESCALATIONS, "topic"),
             exchange(DEAD, "fanout"),
+            exchange(SERVICES_EXCHANGE, "topic"),
         ],
         "queues": [
             queue("casework.intake", QUORUM_WITH_DEAD_LETTERS),
@@ -270,6 +285,10 @@ def topology() -> dict[str, list]:
             binding(EVENTS, "casework.rewards", "complaint.#"),
             binding(EVENTS, "casework.rewards", "surplus.#"),
             binding(EVENTS, "casework.rewards", "period.#"),
+            binding(SERVICES_EXCHANGE, "casework.escalation", "complaint.#"),
+            binding(SERVICES_EXCHANGE, "casework.rewards", "complaint.#"),
+            binding(SERVICES_EXCHANGE, "casework.rewards", "surplus.#"),
+            binding(SERVICES_EXCHANGE, "casework.rewards", "period.#"),
             binding(DEAD, DEAD, ""),
         ],
     }

@@ -35,7 +35,7 @@ class IntakeService:
         self.hosted = broker is not None
         self.broker = broker if broker is not None else make_broker(settings.amqp_url_for("intake"))
         self.relay = Relay(self.app, relay_publisher or settings.amqp_url_for("intake"), outgoing, "casework.relay",
-                           settings.relay_page_size, settings.relay_poll_seconds)
+                           settings.relay_page_size, settings.relay_poll_seconds, settings.relay_refusal_seconds)
         # With the relay in its own process (`casework run --only relay`), PostgreSQL's NOTIFY wakes it.
         self.relay_here = settings.intake_relay
         if self.relay_here:
@@ -81,7 +81,7 @@ class RelayService:
     def __init__(self, settings: Settings, policy: Policy, clock: Clock = utc_now) -> None:
         self.app = IntakeApplication(policy, settings.database_url, clock=clock)
         self.relay = Relay(self.app, settings.amqp_url_for("intake"), outgoing, "casework.relay",
-                           settings.relay_page_size, settings.relay_poll_seconds)
+                           settings.relay_page_size, settings.relay_poll_seconds, settings.relay_refusal_seconds)
 
     async def run(self, stopping: asyncio.Event, drain_seconds: float = 10.0) -> None:
         log.info("relay following the intake store")

@@ -43,7 +43,7 @@ class RewardsService:
         self.hosted = broker is not None
         self.broker = broker if broker is not None else make_broker(url)
         self.relay = Relay(self.app, relay_publisher or url, outgoing, "rewards.relay",
-                           settings.relay_page_size, settings.relay_poll_seconds)
+                           settings.relay_page_size, settings.relay_poll_seconds, settings.relay_refusal_seconds)
         self.app.on_recorded = self.relay.note_recorded
         self.consumer = RewardsConsumer(self.app, self.broker, batch_size, on_commit=self.relay.poke)
         # Twice a batch in flight: the next batch arrives while this one commits (acks come after commit).

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
 GENERATOR = ROOT / "deploy" / "rabbitmq" / "generate_definitions.py"
 
-TOPIC_EXCHANGES = ("casework.commands", "casework.events", "casework.escalations")
+TOPIC_EXCHANGES = ("casework.commands", "casework.events", "casework.escalations", "casework.services")
 CONTRACT_QUEUES = ("casework.intake", "casework.escalation", "casework.rewards", "casework.dead")
 QUORUM_WITH_DEAD_LETTERS = {
     "x-queue-type": "quorum",
@@ -293,6 +293,7 @@ def test_exchanges_are_durable_with_the_contracts_types(scratch: Scratch) -> Non
         "casework.events": "topic",
         "casework.escalations": "topic",
         "casework.dead": "fanout",
+        "casework.services": "topic",
     }
     for row in ours.values():
         assert (row["durable"], row["auto_delete"], row["internal"]) == (True, False, False)
@@ -349,6 +350,10 @@ def test_queues_are_bound_as_the_contract_says(scratch: Scratch) -> None:
         ("casework.events", "casework.rewards", "complaint.#"),
         ("casework.events", "casework.rewards", "surplus.#"),
         ("casework.events", "casework.rewards", "period.#"),
+        ("casework.services", "casework.escalation", "complaint.#"),
+        ("casework.services", "casework.rewards", "complaint.#"),
+        ("casework.services", "casework.rewards", "surplus.#"),
+        ("casework.services", "casework.rewards", "period.#"),
         ("casework.dead", "casework.dead", ""),
     }
 
@@ -400,7 +405,8 @@ async def test_branch_cannot_send_commands_outside_its_role(scratch: Scratch, ch
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("exchange_name", ["casework.events", "casework.escalations", "casework.dead", ""])
+@pytest.mark.parametrize("exchange_name",
+                         ["casework.events", "casework.escalations", "casework.dead", "casework.services", ""])
 async def test_branch_cannot_publish_events_notices_or_dead_letters(
     scratch: Scratch, channel_for, exchange_name: str
 ) -> None:
@@ -465,6 +471,16 @@ async def test_branch_cannot_bind_to_what_others_receive(
     key = routing_key.format(other=scratch.user("branch-SZ02"))
     with refused(f"topic '{key}' in exchange '{exchange}'"):
         await queue.bind(exchange, routing_key=key)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("user", ["branch-GZ01", "hq-warehousing", "regional-south"])
+async def test_only_the_services_queues_bind_to_casework_services(scratch: Scratch, channel_for, user: str) -> None:
+    """What the relay sends there reaches casework's own services only: nobody else listens in."""
+    channel = await channel_for(user)
+    queue = await channel.declare_queue(exclusive=True)
+    with refused("exchange 'casework.services'"):
+        await queue.bind("casework.services", routing_key="complaint.#")
 
 
 @pytest.mark.integration
@@ -597,23 +613,19 @@ async def test_branch_gets_its_reply_through_direct_reply_to(scratch: Scratch, c
 
 
 @pytest.mark.integration
-async def test_services_redeclare_their_own_topology(scratch: Scratch, channel_for) -> None:
-    """Each service may declare what it uses at start-up, with the contract's arguments."""
-    plan = {
-        "svc-intake": (["casework.commands", "casework.events", "casework.escalations"], ["casework.intake"]),
-        "svc-escalation": (["casework.events", "casework.commands"], ["casework.escalation"]),
-        "svc-rewards": (["casework.events"], ["casework.rewards"]),
-    }
-    for user, (exchanges, queues) in plan.items():
-        channel = await channel_for(user)
-        for name in exchanges:
-            await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
-        for name in queues:
-            await channel.declare_queue(name, durable=True, arguments=QUORUM_WITH_DEAD_LETTERS)
-    intake = await channel_for("svc-intake")
-    await intake.declare_exchange("casework.dead", aio_pika.ExchangeType.FANOUT, durable=True)
-    dead = await intake.declare_queue("casework.dead", durable=True, arguments={"x-queue-type": "quorum"})
-    await dead.bind("casework.dead", routing_key="")
+@pytest.mark.parametrize("service", ["intake", "escalation", "rewards"])
+async def test_services_redeclare_their_own_topology(scratch: Scratch, service: str) -> None:
+    """What each service declares at start-up (shared.topology.declare) its own user may declare."""
+    from shared.broker import make_broker
+    from shared.topology import declare
+
+    user = f"svc-{service}"
+    broker = make_broker(f"amqp://{scratch.user(user)}:{user}@{scratch.host}:{scratch.port}/{scratch.vhost}")
+    await broker.connect()
+    try:
+        await declare(broker, service)
+    finally:
+        await broker.stop()
 
 
 @pytest.mark.integration

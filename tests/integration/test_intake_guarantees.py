@@ -220,8 +220,9 @@ async def test_kill_9_relay_between_publish_and_position_repeats_never_gaps(
 
 
 async def test_a_refused_publish_holds_the_relay_at_its_position(amqp_url: str, database_url: str) -> None:
-    """A subscriber's queue refuses (full, reject-publish): the broker nacks, and the relay keeps
-    its position and publishes the page again until every message is confirmed."""
+    """A subscriber's queue refuses (full, reject-publish): the broker nacks, and within its
+    patience the relay keeps its position and publishes the page again until every message is
+    confirmed (test_relay_refusals.py: what happens after the patience)."""
     async with Client(amqp_url) as client:
         await client.declare_topology()
         assert client.channel is not None
@@ -230,7 +231,7 @@ async def test_a_refused_publish_holds_the_relay_at_its_position(amqp_url: str, 
         await client.channel.default_exchange.publish(aio_pika.Message(b"filler"), routing_key=full.name)
         await full.bind("casework.events", routing_key="complaint.received.*")
         events = await client.tap("casework.events", "complaint.received.*")
-        async with running(intake_service(amqp_url, database_url)):
+        async with running(intake_service(amqp_url, database_url, relay_refusal_seconds=3600)):
             for i in range(3):
                 await client.publish("complaint.receive", complaint_body(case_ref=f"FULL-{i}"), message_id=f"full-{i}")
             await events.collect(6, timeout=30)  # every attempt reaches the other queues

@@ -7,9 +7,10 @@ import asyncio
 import aio_pika
 import pytest
 
-from casework.replay import ReplayRange, history, publish_range, topic_matches
+from casework.replay import ReplayRange, history, publish_range
 from services.intake.application import IntakeApplication
 from shared.policy import load_policy
+from shared.topology import topic_matches
 from tests.unit.commands import act, receive
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,7 @@
 
 import pytest
 
-from casework.replay import topic_matches
+from shared.topology import topic_matches
 
 
 @pytest.mark.parametrize(("pattern", "key", "expected"), [
