@@ -51,3 +51,22 @@ def act(app: IntakeApplication, command: str, case_id: UUID, user: str = "branch
         **overrides: Any) -> Outcome:
     body = {**BODIES[command](str(case_id)), **overrides}
     return send(app, f"complaint.{command}", body, user)
+
+
+def code(outcome: Outcome) -> str | None:
+    """The rejection code of an outcome, or None when it was not rejected."""
+    return outcome.error.code if outcome.error else None
+
+
+def report(app: IntakeApplication, ref: str = "S1", branch: str = "GZ01", **extra: Any) -> Outcome:
+    """`surplus.report` with complete evidence, sent by the reporting branch."""
+    body = {"branch_id": branch, "report_ref": ref, "reported_by": "陈", "goods_name": "电饭煲",
+            "window": "W3", "clearance_date": "2026-11-20", "inspected_with": ["site manager", "porter"],
+            "photos": ["photo://1"], "resealed": True, **extra}
+    return send(app, "surplus.report", body, user=f"branch-{branch}")
+
+
+def review(app: IntakeApplication, report_id: Any, user: str = "hq-warehousing", **extra: Any) -> Outcome:
+    """`surplus.review` approving the report, sent by HQ warehousing."""
+    body = {"report_id": str(report_id), "reviewer": "赵", "approved": True, "reason": "reported in time", **extra}
+    return send(app, "surplus.review", body, user=user)

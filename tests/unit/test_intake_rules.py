@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from services.intake.application import IntakeApplication
 from shared.policy import load_policy
-from tests.unit.commands import act, receive, send, submission
+from tests.unit.commands import act, code, receive, report, review, send, submission
 
 POLICY = load_policy()
 
@@ -16,10 +14,6 @@ POLICY = load_policy()
 @pytest.fixture
 def app() -> IntakeApplication:
     return IntakeApplication(POLICY, "memory:")
-
-
-def code(outcome: Any) -> str | None:
-    return outcome.error.code if outcome.error else None
 
 
 def test_same_message_id_twice_records_once_and_answers_duplicate(app: IntakeApplication) -> None:
@@ -91,18 +85,6 @@ def test_hq_department_acts_once_the_case_reached_it(app: IntakeApplication) -> 
     act(app, "escalate", case_id, user="svc-escalation", level="hq")
     assert code(act(app, "remediate", case_id, user="hq-claims")) == "forbidden"
     assert act(app, "remediate", case_id, user="hq-warehousing").status == "accepted"
-
-
-def report(app: IntakeApplication, ref: str = "S1", branch: str = "GZ01", **extra: Any) -> Any:
-    body = {"branch_id": branch, "report_ref": ref, "reported_by": "陈", "goods_name": "电饭煲",
-            "window": "W3", "clearance_date": "2026-11-20", "inspected_with": ["site manager", "porter"],
-            "photos": ["photo://1"], "resealed": True, **extra}
-    return send(app, "surplus.report", body, user=f"branch-{branch}")
-
-
-def review(app: IntakeApplication, report_id: Any, user: str = "hq-warehousing", **extra: Any) -> Any:
-    body = {"report_id": str(report_id), "reviewer": "赵", "approved": True, "reason": "reported in time", **extra}
-    return send(app, "surplus.review", body, user=user)
 
 
 def test_surplus_report_requires_resealing(app: IntakeApplication) -> None:
