@@ -36,6 +36,16 @@ def test_timeline_json_has_who_when_what_pauses_and_escalations(sqlite_url: str,
     assert out["chain_ok"] is True
 
 
+def test_timeline_json_shows_the_amount_claimed_and_the_amount_agreed(sqlite_url: str, case: UUID) -> None:
+    # The customer claimed 180.00 when the complaint came in; 120.00 was agreed (理赔).
+    code, out = run_audit(sqlite_url, "timeline", str(case), "--json")
+    assert code == 0
+    fields = {e["event"]: e["fields"] for e in out["events"]}
+    claimed = fields["complaint.received"]["claimed_amount"]
+    agreed = fields["complaint.remediated"]["compensation"]
+    assert (claimed, agreed) == ("180.00", "120.00")
+
+
 def test_timeline_table_for_people(sqlite_url: str, case: UUID) -> None:
     code, text = run_audit(sqlite_url, "timeline", str(case))
     assert code == 0
