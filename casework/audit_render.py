@@ -9,10 +9,17 @@ from rich.console import Console
 from rich.table import Table
 
 SKIP = ("principal", "user_id", "command_id")
+CLIP = 80
 
 
 def _short(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _clipped(value: Any) -> str:
+    """A value cut to a table cell's share: a 4,000-character description must not hide what follows it."""
+    text = _short(value)
+    return text if len(text) <= CLIP else text[:CLIP] + "…"
 
 
 def _duration(seconds: int | None) -> str:
@@ -27,13 +34,13 @@ def render_timeline(console: Console, story: dict[str, Any]) -> None:
     for column in ("v", "event", "happened", "recorded", "by", "what changed", "chain"):
         table.add_column(column, overflow="fold")
     for row in story["events"]:
-        changed = ", ".join(f"{k}: {_short(a)} → {_short(b)}" for k, (a, b) in row["changes"].items()
+        changed = ", ".join(f"{k}: {_clipped(a)} → {_clipped(b)}" for k, (a, b) in row["changes"].items()
                             if k not in SKIP)
         if row["event"] == "complaint.escalated":
-            changed += f" (reason: {_short(row['fields'].get('reason'))})"
+            changed += f" (reason: {_clipped(row['fields'].get('reason'))})"
         table.add_row(str(row["version"]), row["event"], row["occurred_at"][:19].replace("T", " "),
                       row["recorded_at"][:19].replace("T", " "),
-                      f"{row['principal']}\n({row['user_id']})", changed[:200],
+                      f"{row['principal']}\n({row['user_id']})", changed,
                       "ok" if row["chain_ok"] else "[red]BROKEN[/red]")
     console.print(table)
     for pause in story["pauses"]:

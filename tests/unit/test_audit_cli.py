@@ -8,7 +8,7 @@ from uuid import UUID
 import pytest
 
 from casework.audit_sign import load_private, load_public, public_raw
-from tests.unit.test_audit_helpers import Story, run_audit, tell_case
+from tests.unit.test_audit_helpers import CUSTOMER, Story, run_audit, tell_case
 
 
 @pytest.fixture
@@ -51,6 +51,21 @@ def test_timeline_table_for_people(sqlite_url: str, case: UUID) -> None:
     assert code == 0
     assert "complaint.escalated" in text and "customer asks for a manager" in text
     assert "waited on the customer v3–v4: 2h00m" in text
+
+
+def test_timeline_table_shows_the_amount_claimed_beside_a_long_description(sqlite_url: str) -> None:
+    story = Story(sqlite_url)
+    case = story.send("complaint.receive", {
+        "branch_id": "GZ01", "case_ref": "LONG", "waybill_no": "WB9", "category": "damage",
+        "customer": CUSTOMER, "description": "压坏" * 2000, "claimed_amount": "180.00"}).stream_id
+    story.send("complaint.verify", {"case_id": str(case), "verified_by": "张三", "summary": "crushed",
+                                    "customer_confirmed": True})
+    story.send("complaint.remediate", {"case_id": str(case), "action": "refund", "remediated_by": "张三",
+                                       "compensation": "120.00"})
+    story.close()
+    code, text = run_audit(sqlite_url, "timeline", str(case))
+    assert code == 0
+    assert "180.00" in text and "120.00" in text
 
 
 def test_state_between_occurrence_and_recording_leaves_the_event_out(sqlite_url: str, case: UUID) -> None:
