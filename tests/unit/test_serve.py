@@ -55,3 +55,26 @@ async def test_a_failed_task_is_raised_without_waiting_for_work_that_cannot_fini
     with pytest.raises(RuntimeError, match="the consumer failed"):
         await asyncio.wait_for(serving, 5)
     assert "redelivers it to the next start" in caplog.text
+
+
+async def test_a_stop_gives_up_on_work_that_never_finishes_after_the_drain_period(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A commit that never comes holds the stop for the drain period, no longer: then the
+    service says it leaves work for RabbitMQ to redeliver, cancels it and returns."""
+    cancelled = asyncio.Event()
+
+    async def stuck() -> None:
+        try:
+            await asyncio.Event().wait()  # a batch whose commit never returns
+        finally:
+            cancelled.set()
+
+    stopping = asyncio.Event()
+    stopping.set()
+    loop = asyncio.get_running_loop()
+    asked = loop.time()
+    await asyncio.wait_for(serve([stuck()], stopping, NoBroker(),  # type: ignore[arg-type]
+                                 idle=lambda: False, hosted=True, drain_seconds=0.2), 5)
+    assert loop.time() - asked >= 0.2, "gave up before the drain period was over"
+    assert cancelled.is_set()
+    assert [r.levelname for r in caplog.records if "redelivers it to the next start" in r.getMessage()] == ["WARNING"]
