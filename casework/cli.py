@@ -49,7 +49,7 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run services until SIGINT/SIGTERM; then stop consuming, and let the batch in hand commit and its
-    events go out (up to 10 s)."""
+    events go out (for up to CASEWORK_STOP_GRACE_SECONDS, 10 s by default)."""
     from casework.runtime import SERVICES
     from casework.runtime import run as run_services
 

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     relay_refusal_seconds: float = Field(default=10.0, ge=0)
     # Run intake's relay inside the intake process; false when `casework run --only relay` runs it apart.
     intake_relay: bool = True
+    # On SIGINT/SIGTERM, how long the work in hand may take to commit, be acked and be published.
+    stop_grace_seconds: float = Field(default=10.0, ge=0)
     cipher_key: str | None = None
 
     def amqp_url_for(self, service: str) -> str:

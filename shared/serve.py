@@ -47,7 +47,7 @@ async def serve(work: list[Coroutine[Any, Any, None]], stopping: asyncio.Event, 
     # A task that ended has stopped its part of the work: nothing more will commit.
     deadline = loop.time() + (0 if done - {stop} else drain_seconds)
     if not idle() and loop.time() < deadline:
-        log.info("stopping: letting the work in hand commit and be acked (up to %.0f s)", drain_seconds)
+        log.info("stopping: letting the work in hand commit and be acked (up to %g s)", drain_seconds)
     while not idle() and loop.time() < deadline:
         await asyncio.sleep(0.05)
     if not idle():

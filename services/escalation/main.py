@@ -76,7 +76,7 @@ class EscalationService:
         self.ready.set()
         try:
             await serve([self.consumer.run(), self.scheduler.run()], stopping, self.broker,
-                        self.consumer.idle, self.hosted)
+                        self.consumer.idle, self.hosted, self.settings.stop_grace_seconds)
         finally:
             if not self.hosted:
                 await self.broker.stop()

@@ -60,7 +60,7 @@ class IntakeService:
         log.info("intake consuming casework.intake; store %s", self.settings.database_url)
         work = [self.consumer.run(), *([self.relay.run()] if self.relay_here else [])]
         try:
-            await serve(work, stopping, self.broker, self.idle, self.hosted,
+            await serve(work, stopping, self.broker, self.idle, self.hosted, self.settings.stop_grace_seconds,
                         stop_consuming=[self.source.stop_consuming] if self.source else [])
         finally:
             if self.source is not None:
@@ -82,13 +82,14 @@ class RelayService:
         self.app = IntakeApplication(policy, settings.database_url, clock=clock)
         self.relay = Relay(self.app, settings.amqp_url_for("intake"), outgoing, "casework.relay",
                            settings.relay_page_size, settings.relay_poll_seconds, settings.relay_refusal_seconds)
+        self.grace_seconds = settings.stop_grace_seconds
 
-    async def run(self, stopping: asyncio.Event, drain_seconds: float = 10.0) -> None:
+    async def run(self, stopping: asyncio.Event) -> None:
         log.info("relay following the intake store")
         task = asyncio.create_task(self.relay.run())
         await asyncio.wait([task, asyncio.create_task(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
         if not task.done():
-            await self._catch_up(drain_seconds)
+            await self._catch_up(self.grace_seconds)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -106,7 +107,7 @@ class RelayService:
             log.warning("relay cannot read the store's head before stopping (%s)", error)
             return
         if self.relay.position < head:
-            log.info("stopping: publishing up to %d first (up to %.0f s)", head, seconds)
+            log.info("stopping: publishing up to %d first (up to %g s)", head, seconds)
         while self.relay.position < head and loop.time() < deadline:
             self.relay.poke()
             await asyncio.sleep(0.05)

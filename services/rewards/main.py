@@ -85,7 +85,7 @@ class RewardsService:
 
     async def _serve(self, stopping: asyncio.Event) -> None:
         work = [self.consumer.run(), self.relay.run(), self._keep_leading()]
-        await serve(work, stopping, self.broker, self.idle, self.hosted)
+        await serve(work, stopping, self.broker, self.idle, self.hosted, self.settings.stop_grace_seconds)
 
     async def _keep_leading(self) -> None:
         """The lock dies with its database session: take it back, or stop if another process has it."""
