@@ -34,6 +34,11 @@ class ServiceProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
 
+    def send(self, signal_number: signal.Signals) -> None:
+        """A signal as an operator or a supervisor sends it (SIGTERM, SIGINT), without waiting."""
+        assert self.process is not None
+        self.process.send_signal(signal_number)
+
     def stop(self) -> int:
         assert self.process is not None
         if self.process.poll() is None:

@@ -20,3 +20,11 @@ def received_streams(database_url: str) -> int:
             "SELECT count(DISTINCT originator_id) FROM casework_events WHERE topic LIKE %s",
             ("%Complaint.Received",)).fetchone()
     return int(row[0]) if row else 0
+
+
+def inserts_waiting(database_url: str) -> int:
+    """Sessions waiting for a lock on the events table: a batch's insert held mid-commit."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
+                           ("casework_events",)).fetchone()
+    return int(row[0]) if row else 0
