@@ -1,0 +1,130 @@
+"""The graceful stop of a real `casework run` process, asked for with a real signal, and its limit.
+
+A table lock taken by the test holds intake's batch in the middle of its commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from tests.conftest import rabbitmqctl
+from tests.support.live import Client, complaint_body, until
+from tests.support.processes import ServiceProcess
+from tests.support.store import event_counts, inserts_waiting
+
+pytestmark = pytest.mark.integration
+
+
+@contextlib.asynccontextmanager
+async def events_locked(database_url: str) -> AsyncIterator[None]:
+    """Intake's insert waits for this lock until the block ends."""
+    async with await psycopg.AsyncConnection.connect(database_url) as holder:
+        await holder.execute("LOCK TABLE casework_events IN ROW SHARE MODE")
+        yield
+
+
+async def waiting_in_queue(client: Client) -> int:
+    """Commands in casework.intake that nobody holds: what the next start is given again."""
+    assert client.channel is not None
+    # Asked on the channel itself: aio-pika's robust channel answers a repeated passive declare
+    # with the queue it declared before, and that queue's count from then.
+    channel = await client.channel.get_underlay_channel()
+    declared = await channel.queue_declare("casework.intake", passive=True)
+    return declared.message_count or 0
+
+
+def consuming(amqp_url: str) -> bool:
+    """Whether anyone consumes casework.intake: the first thing a stop ends."""
+    vhost = urlsplit(amqp_url).path.lstrip("/")
+    return "casework.intake" in rabbitmqctl("list_consumers", "-p", vhost, "queue_name")
+
+
+async def exits_within(service: ServiceProcess, seconds: float) -> bool:
+    try:
+        await until(lambda: service.exited() is not None, timeout=seconds, what="the process to exit")
+    except TimeoutError:
+        return False
+    return True
+
+
+def intake_process(amqp_url: str, database_url: str, tmp_path: Path) -> ServiceProcess:
+    env = {"CASEWORK_AMQP_URL": amqp_url, "CASEWORK_DATABASE_URL": database_url}
+    return ServiceProcess("intake", env, tmp_path / "intake.log")
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_signal_lets_the_batch_held_mid_commit_finish_before_the_process_exits(
+        amqp_url: str, database_url: str, tmp_path: Path, signal_number: signal.Signals) -> None:
+    """Stopped by a supervisor or Ctrl-C while a batch waits on the database, intake waits for it:
+    once the commit goes through, the branch has its answer and the events are out, the queue
+    holds nothing to redeliver, and the process exits by itself, successfully."""
+    service = intake_process(amqp_url, database_url, tmp_path)
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        outcomes = await client.tap("casework.events", "command.#")
+        events = await client.tap("casework.events", "complaint.#")
+        try:
+            service.start()
+            first = await client.publish("complaint.receive", complaint_body(case_ref="FIRST"))
+            assert (await outcomes.outcome_for(first, timeout=30))["status"] == "accepted", service.log()
+            async with events_locked(database_url):
+                held = await client.publish("complaint.receive", complaint_body(case_ref="HELD"))
+                await until(lambda: inserts_waiting(database_url), timeout=10, what="the batch's insert waiting")
+                service.send(signal_number)
+                await until(lambda: not consuming(amqp_url), timeout=10, what="intake to stop consuming")
+                assert not await exits_within(service, 1.0), "intake exited with its batch still held"
+            assert await exits_within(service, 20), "intake did not exit once its batch committed"
+            assert service.exited() == 0, service.log()[-2000:]
+        finally:
+            service.stop()
+        assert (await outcomes.outcome_for(held, timeout=2))["status"] == "accepted"
+        received = await events.collect(2, timeout=2)
+        assert sorted(m.routing_key for m in received) == ["complaint.received.GZ01"] * 2
+        assert await waiting_in_queue(client) == 0, "the held command was acked before intake exited"
+    assert "redelivers it to the next start" not in service.log()
+
+
+@pytest.mark.slow
+async def test_past_its_grace_period_intake_exits_and_the_held_command_is_answered_once_after_a_restart(
+        amqp_url: str, database_url: str, tmp_path: Path) -> None:
+    """A commit that outlasts CASEWORK_STOP_GRACE_SECONDS does not hold the stop: the process
+    exits, its insert abandoned and the command unacked. The next start records it and
+    answers it once: nothing was recorded behind the process's back."""
+    service = intake_process(amqp_url, database_url, tmp_path)
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        outcomes = await client.tap("casework.events", "command.#")
+        events = await client.tap("casework.events", "complaint.#")
+        try:
+            service.start(CASEWORK_STOP_GRACE_SECONDS="1")
+            first = await client.publish("complaint.receive", complaint_body(case_ref="FIRST"))
+            assert (await outcomes.outcome_for(first, timeout=30))["status"] == "accepted", service.log()
+            async with events_locked(database_url):
+                held = await client.publish("complaint.receive", complaint_body(case_ref="HELD"))
+                await until(lambda: inserts_waiting(database_url), timeout=10, what="the batch's insert waiting")
+                service.send(signal.SIGTERM)
+                # Well short of the default 10 s, however slow the machine is to shut down.
+                assert await exits_within(service, 8), "intake held on past its grace period"
+                assert service.exited() == 0, service.log()[-2000:]
+                assert "redelivers it to the next start" in service.log()
+                assert inserts_waiting(database_url) == 0, "the abandoned insert still waits to commit"
+                assert await waiting_in_queue(client) == 1, "the held command is back in the queue"
+            assert event_counts(database_url)["Complaint.Received"] == 1
+            service.start()
+            assert (await outcomes.outcome_for(held, timeout=30))["status"] == "accepted", service.log()
+            await outcomes.settle(quiet=1.0)
+        finally:
+            stopped = service.stop()
+        assert stopped == 0, service.log()[-2000:]
+        assert [o["status"] for o in outcomes.bodies() if o["command_id"] == held] == ["accepted"]
+        await events.settle(quiet=0.5)
+        assert sorted(e["case_ref"] for e in events.bodies()) == ["FIRST", "HELD"]
+        assert event_counts(database_url)["Complaint.Received"] == 2
+        assert await waiting_in_queue(client) == 0
