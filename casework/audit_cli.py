@@ -289,3 +289,38 @@ def audit_rekey(
     console.print(f"re-encrypted {sum(counts.values())} records; verify: "
                   f"{'intact' if result.intact else 'NOT intact'}; now set CASEWORK_CIPHER_KEY to the new key")
     raise typer.Exit(0 if result.intact else 1)
+
+
+@audit_app.command("reopenings")
+def audit_reopenings(
+    since: Annotated[str | None, typer.Option("--since", help="ISO 8601 time with offset: count from "
+                                              "here (recorded at or after).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO 8601 time with offset: count up to "
+                                              "here (recorded before).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Reopenings per branch: each counts against the branch that owned the case when it was reopened."""
+    from rich.table import Table
+
+    from casework.audit import parse_time
+    from casework.reopenings import reopenings
+
+    try:
+        start, end = (parse_time(since) if since else None), (parse_time(until) if until else None)
+    except ValueError as error:
+        fail(f"--since/--until: {error}")
+    url, key = _store()
+    with console.status("reading the event log") as status:
+        rows = reopenings(url, key, start, end, progress=lambda at: status.update(f"read up to position {at:,}"))
+    if as_json:
+        _print_json({"since": since, "until": until, "branches": rows})
+        return
+    span = (f" from {since}" if since else "") + (f" until {until}" if until else "")
+    table = Table(title=f"Reopenings per branch{span}")
+    for column in ("branch", "cases received", "reopenings", "cases reopened", "per case received"):
+        table.add_column(column, justify="left" if column == "branch" else "right")
+    for row in rows:
+        share = row["reopenings_per_case_received"]
+        table.add_row(row["branch_id"], str(row["received"]), str(row["reopenings"]), str(row["cases_reopened"]),
+                      "–" if share is None else f"{share:.2f}")
+    console.print(table)
