@@ -6,15 +6,12 @@ of the database stops a second append: only the idempotency record (CommandRecor
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
-from typing import Any
-from uuid import UUID
 
 import pytest
 
 from services.intake.domain import command_record_id, complaint_id
-from tests.support.live import Client, Tap, complaint_body, until
+from tests.support.live import APPENDS, Client, case_command, complaint_body, until
 from tests.support.processes import ServiceProcess
 from tests.support.store import stream_event_counts
 
@@ -23,9 +20,7 @@ pytestmark = pytest.mark.integration
 # The command the crashing intake gets for case i is KINDS[i % 3]. A hand-over comes first, so
 # the batch that commits before the crash always holds a command that could be appended twice.
 KINDS = ("hand_over", "remediate", "verify")
-# The event each kind appends, and what its case's stream holds in the end (remediated cases
-# were verified beforehand).
-APPENDS = {"hand_over": "Complaint.HandedOver", "remediate": "Complaint.Remediated", "verify": "Complaint.Verified"}
+# What each case's stream holds in the end (remediated cases were verified beforehand).
 RECORDED = {
     "hand_over": ("Complaint.Received", "Complaint.HandedOver"),
     "remediate": ("Complaint.Received", "Complaint.Verified", "Complaint.Remediated"),
@@ -33,43 +28,10 @@ RECORDED = {
 }
 
 
-def case_command(kind: str, case_id: UUID) -> tuple[str, dict[str, Any]]:
-    """A command on an existing case, as a branch system sends it."""
-    bodies: dict[str, dict[str, Any]] = {
-        "verify": {"verified_by": "Zhang", "summary": "three cartons short", "customer_confirmed": True},
-        "hand_over": {"to": "Li", "note": "the warehouse team takes it"},
-        "remediate": {"action": "cartons sent again", "remediated_by": "Li", "compensation": "120.00"},
-    }
-    return f"complaint.{kind}", {"case_id": str(case_id), **bodies[kind]}
-
-
 @pytest.fixture(params=["postgresql", "sqlite"])
 def store_url(request: pytest.FixtureRequest) -> str:
     """Each store intake can run on: a throwaway PostgreSQL database, or a SQLite file."""
     return str(request.getfixturevalue("database_url" if request.param == "postgresql" else "sqlite_url"))
-
-
-def answers(tap: Tap) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-    """Outcomes seen so far, by command id: (the outcome message's id, its body)."""
-    seen: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-    for message, body in zip(tap.messages, tap.bodies(), strict=True):
-        seen[body["command_id"]].append((message.message_id or "", body))
-    return seen
-
-
-async def answered(tap: Tap, accepted: set[str], repeated: set[str], timeout: float = 60.0) -> None:
-    """Wait until each of `accepted` has an accepted outcome and each of `repeated` a second answer.
-
-    The relay may publish the same outcome twice (same message id); a second answer is one
-    with another message id: intake's `duplicate`, or whatever processing it again said.
-    """
-    def done() -> bool:
-        seen = answers(tap)
-        return (all(any(body["status"] == "accepted" for _, body in seen[mid]) for mid in accepted)
-                and all(len({message_id for message_id, _ in seen[mid]}) > 1 for mid in repeated))
-
-    while not done():
-        await tap.collect(len(tap.messages) + 1, timeout=timeout)
 
 
 @pytest.mark.slow
@@ -107,7 +69,7 @@ async def test_intake_killed_between_commit_and_ack_records_each_command_on_a_ca
         # Then intake, started again, takes the redelivered batch and the rest
         restarted = ServiceProcess("intake", env, log).start()
         try:
-            await answered(outcomes, accepted=set(commands), repeated=committed)
+            await outcomes.answered(accepted=commands, repeated=committed)
             await outcomes.settle(quiet=1.0)
         finally:
             assert restarted.stop() == 0, restarted.log()[-2000:]
@@ -117,7 +79,7 @@ async def test_intake_killed_between_commit_and_ack_records_each_command_on_a_ca
     assert recorded == {(cases[ref], kind): 1 for ref in refs for kind in RECORDED[kinds[ref]]}
     assert {mid: counts[(command_record_id(client.user, mid), "CommandRecord.Processed")]
             for mid in commands} == dict.fromkeys(commands, 1)
-    seen = answers(outcomes)
+    seen = outcomes.by_command()
     statuses = {mid: sorted({body["status"] for _, body in seen[mid]}) for mid in commands}
     assert statuses == {mid: ["accepted", "duplicate"] if mid in committed else ["accepted"] for mid in commands}
     for mid, ref in commands.items():

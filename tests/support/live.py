@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Collection
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import aio_pika
 
@@ -27,6 +29,21 @@ def complaint_body(branch_id: str = "GZ01", case_ref: str | None = None, categor
         "description": "Three cartons short on delivery",
         **extra,
     }
+
+
+# The commands that append to an existing case, and the event each appends. A verify needs a
+# case just received; a remediate one verified; a hand-over either.
+APPENDS = {"hand_over": "Complaint.HandedOver", "remediate": "Complaint.Remediated", "verify": "Complaint.Verified"}
+
+
+def case_command(kind: str, case_id: UUID) -> tuple[str, dict[str, Any]]:
+    """A command on an existing case (`verify`, `hand_over` or `remediate`): routing key and body."""
+    bodies: dict[str, dict[str, Any]] = {
+        "verify": {"verified_by": "Zhang", "summary": "three cartons short", "customer_confirmed": True},
+        "hand_over": {"to": "Li", "note": "the warehouse team takes it"},
+        "remediate": {"action": "cartons sent again", "remediated_by": "Li", "compensation": "120.00"},
+    }
+    return f"complaint.{kind}", {"case_id": str(case_id), **bodies[kind]}
 
 
 @contextlib.asynccontextmanager
@@ -138,6 +155,34 @@ class Tap:
 
     def bodies(self) -> list[dict[str, Any]]:
         return [json.loads(m.body) for m in self.messages]
+
+    def by_command(self) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        """Outcomes collected so far, by command id: (the outcome message's id, its body)."""
+        seen: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+        for message in self.messages:
+            body = json.loads(message.body)
+            seen[body["command_id"]].append((message.message_id or "", body))
+        return seen
+
+    async def answered(self, accepted: Collection[str], repeated: Collection[str] = (),
+                       timeout: float = 60.0) -> None:
+        """Wait until each of `accepted` has an accepted outcome and each of `repeated` a second answer.
+
+        The relay may publish one outcome twice (with one message id); a second answer has
+        another message id: intake's `duplicate`, or whatever processing the command again said.
+        """
+        def lacking(mid: str, answers: list[tuple[str, dict[str, Any]]]) -> int:
+            """How many more messages the command needs, at least."""
+            unaccepted = mid in accepted and not any(body["status"] == "accepted" for _, body in answers)
+            second = 2 - len({message_id for message_id, _ in answers}) if mid in repeated else 0
+            return max(int(unaccepted), second)
+
+        while True:
+            seen = self.by_command()
+            missing = sum(lacking(mid, seen[mid]) for mid in {*accepted, *repeated})
+            if not missing:
+                return
+            await self.collect(len(self.messages) + missing, timeout=timeout)
 
     async def outcome_for(self, message_id: str, timeout: float = 20.0) -> dict[str, Any]:
         deadline = asyncio.get_running_loop().time() + timeout

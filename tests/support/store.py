@@ -17,14 +17,23 @@ def _rows(database_url: str, statement: str, *params: Any) -> list[tuple[Any, ..
     """One read of the intake's events table: `{t}` names it, `?` marks a parameter.
 
     PostgreSQL keeps intake's events in casework_events; SQLite in stored_events, in the
-    file the URL names (with originator ids as hex text).
+    file the URL names (with originator ids as hex text). Before intake has made the table,
+    the store holds nothing.
     """
     if database_url.startswith("sqlite:"):
         path = eventsourcing_env(database_url, cipher_key="")["SQLITE_DBNAME"]
         with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
-            return conn.execute(statement.format(t="stored_events"), params).fetchall()
+            try:
+                return conn.execute(statement.format(t="stored_events"), params).fetchall()
+            except sqlite3.OperationalError as error:
+                if "no such table" in str(error):
+                    return []
+                raise
     with psycopg.connect(database_url) as conn:
-        return conn.execute(statement.format(t="casework_events").replace("?", "%s"), params).fetchall()
+        try:
+            return conn.execute(statement.format(t="casework_events").replace("?", "%s"), params).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
 
 
 def event_counts(database_url: str) -> Counter[str]:
