@@ -5,18 +5,33 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import aio_pika
 import psycopg
 import pytest
 
 import services.intake.consumer as consumer_module
+from services.intake.domain import complaint_id
 from services.intake.main import IntakeService
 from tests.conftest import rabbitmqctl
-from tests.support.live import Client, Tap, complaint_body, get_one, intake_service, running, slow_pages, until
+from tests.support.live import (
+    APPENDS,
+    Client,
+    Tap,
+    case_command,
+    complaint_body,
+    get_one,
+    intake_service,
+    running,
+    slow_pages,
+    until,
+)
 from tests.support.processes import ServiceProcess
-from tests.support.store import event_counts, received_streams
+from tests.support.store import event_counts, received_streams, stream_event_counts
 
 pytestmark = pytest.mark.integration
 
@@ -169,27 +184,87 @@ async def test_forged_user_id_is_refused_by_rabbitmq(amqp_url: str, branch_user:
             await channel.get_exchange("casework.commands")  # the refusal arrives as a channel close
 
 
+EXISTING = ("hand_over", "remediate", "verify")  # what the flow does to existing case i: EXISTING[i % 3]
+
+
 async def test_kill_9_intake_during_2000_confirmed_commands(
     amqp_url: str, database_url: str, tmp_path: Path
 ) -> None:
+    """kill -9 of intake the moment one of its batches is committed, in the middle of 1,700 new
+    cases and 300 commands on cases recorded before: those append to streams already there,
+    so only the idempotency record keeps a redelivered one from being applied twice."""
     env = {"CASEWORK_AMQP_URL": amqp_url, "CASEWORK_DATABASE_URL": database_url}
     service = ServiceProcess("intake", env, tmp_path / "intake.log")
+    refs = [f"E{i:03d}" for i in range(300)]
+    cases = {ref: complaint_id("GZ01", ref) for ref in refs}
+    kinds = {ref: EXISTING[i % 3] for i, ref in enumerate(refs)}
     async with Client(amqp_url) as client:
         await client.declare_topology()
         received = await client.tap("casework.events", "complaint.received.*")
+        outcomes = await client.tap("casework.events", "command.#")
         service.start()
+        for ref in refs:
+            await client.publish("complaint.receive", complaint_body(case_ref=ref))
+            if kinds[ref] == "remediate":
+                await client.publish(*case_command("verify", cases[ref]))
+        await until(lambda: event_counts(database_url)["CommandRecord.Processed"] == 400, timeout=60,
+                    what="the existing cases to be recorded")
+
+        flow: dict[str, str | None] = {}  # message id -> the existing case it acts on, or None: a new one
         for i in range(2000):
-            await client.publish("complaint.receive", complaint_body(case_ref=f"K{i:05d}"), message_id=f"k-{i}")
-            if i == 700:
-                await asyncio.sleep(0.5)
-                service.kill()
-                service.start()
+            flow[f"k-{i}"] = refs[i // 20 * 3 + i % 20] if i % 20 < 3 else None
+        with psycopg.connect(database_url, autocommit=True) as commits:
+            commits.execute("LISTEN casework_events")  # the store notifies this channel as each batch commits
+            publishing = asyncio.create_task(publish_flow(client, flow, cases, kinds))
+            await asyncio.to_thread(kill_on_commit, service, commits, 3)
+        recorded = event_counts(database_url)["CommandRecord.Processed"] - 400
+        assert 0 < recorded < len(flow), f"killed with {recorded} of the flow recorded"
+        service.start()
+        await publishing
+        await outcomes.answered(accepted=flow)
         await received.collect(2000, timeout=120)
         await received.settle(quiet=1.0)
+        await outcomes.settle(quiet=0.1)
     service.stop()
     assert received_streams(database_url) == 2000, service.log()[-2000:]
-    assert event_counts(database_url)["CommandRecord.Processed"] == 2000
+    appended = {key: n for key, n in stream_event_counts(database_url).items()
+                if key[0] in cases.values() and key[1] in APPENDS.values()}
+    expected = {(cases[ref], APPENDS[kind]): 1 for ref, kind in kinds.items()}
+    expected |= {(cases[ref], APPENDS["verify"]): 1 for ref, kind in kinds.items() if kind == "remediate"}
+    assert appended == expected
+    assert event_counts(database_url)["CommandRecord.Processed"] == 2400
+    seen = outcomes.by_command()
+    assert [(mid, body) for mid in flow for _, body in seen[mid] if body["status"] == "rejected"] == []
+    for mid, ref in flow.items():  # a duplicate names the stream the command was recorded on
+        case = cases[ref] if ref else complaint_id("GZ01", f"K{mid}")
+        assert {body["stream_id"] for _, body in seen[mid]} == {str(case)}, seen[mid]
     assert len({m.message_id for m in received.messages}) == 2000
+
+
+async def publish_flow(client: Client, flow: dict[str, str | None], cases: dict[str, UUID],
+                       kinds: dict[str, str], together: int = 100) -> None:
+    """Publish the flow `together` commands at a time, each confirmed (no two act on one case)."""
+    def one(mid: str, ref: str | None) -> Coroutine[Any, Any, str]:
+        if ref is None:
+            return client.publish("complaint.receive", complaint_body(case_ref=f"K{mid}"), message_id=mid)
+        return client.publish(*case_command(kinds[ref], cases[ref]), message_id=mid)
+
+    items = list(flow.items())
+    for start in range(0, len(items), together):
+        await asyncio.gather(*(one(mid, ref) for mid, ref in items[start:start + together]))
+
+
+def kill_on_commit(service: ServiceProcess, listening: psycopg.Connection[Any], commits: int,
+                   timeout: float = 60.0) -> None:
+    """SIGKILL the process as PostgreSQL tells of the `commits`-th commit since LISTEN began.
+
+    The notification reaches the listener as the commit's answer reaches intake, so the kill
+    comes within a moment of a commit: most often before intake has acked the batch.
+    """
+    told = sum(1 for _ in listening.notifies(timeout=timeout, stop_after=commits))
+    if told < commits:
+        raise TimeoutError(f"the store told of {told} commits, not {commits}")
+    service.kill()
 
 
 async def test_kill_9_relay_between_publish_and_position_repeats_never_gaps(
