@@ -48,30 +48,28 @@ async def test_intake_killed_between_commit_and_ack_records_each_command_on_a_ca
         outcomes = await client.tap("casework.events", "command.#")
 
         # Given cases recorded by a normal run, those to be remediated already verified
-        normal = ServiceProcess("intake", env, log).start()
-        setup = [await client.publish("complaint.receive", complaint_body(case_ref=ref)) for ref in refs]
-        setup += [await client.publish(*case_command("verify", cases[ref])) for ref in refs
-                  if kinds[ref] == "remediate"]
-        for mid in setup:
-            assert (await outcomes.outcome_for(mid, timeout=60))["status"] == "accepted", normal.log()[-2000:]
-        assert normal.stop() == 0, normal.log()[-2000:]
+        with ServiceProcess("intake", env, log).start() as normal:
+            setup = [await client.publish("complaint.receive", complaint_body(case_ref=ref)) for ref in refs]
+            setup += [await client.publish(*case_command("verify", cases[ref])) for ref in refs
+                      if kinds[ref] == "remediate"]
+            for mid in setup:
+                assert (await outcomes.outcome_for(mid, timeout=60))["status"] == "accepted", normal.log()[-2000:]
+            assert normal.stop() == 0, normal.log()[-2000:]
 
         # When intake dies after committing its first batch of commands on them, before acking it
         commands = {await client.publish(*case_command(kinds[ref], cases[ref])): ref for ref in refs}
-        crashing = ServiceProcess("intake", env, log).start(
-            CASEWORK_FAULT="intake_before_ack", CASEWORK_INTAKE_BATCH_SIZE="8")
-        await until(lambda: crashing.exited() is not None, timeout=60, what="the injected crash")
-        assert crashing.stop() == 137, crashing.log()[-2000:]
+        with ServiceProcess("intake", env, log).start(
+                CASEWORK_FAULT="intake_before_ack", CASEWORK_INTAKE_BATCH_SIZE="8") as crashing:
+            await until(lambda: crashing.exited() is not None, timeout=60, what="the injected crash")
+            assert crashing.stop() == 137, crashing.log()[-2000:]
         at_crash = stream_event_counts(store_url)
         committed = {mid for mid, ref in commands.items() if at_crash[(cases[ref], APPENDS[kinds[ref]])]}
         assert 0 < len(committed) < len(commands), "the crash came after some commands were recorded, not all"
 
         # Then intake, started again, takes the redelivered batch and the rest
-        restarted = ServiceProcess("intake", env, log).start()
-        try:
+        with ServiceProcess("intake", env, log).start() as restarted:
             await outcomes.answered(accepted=commands, repeated=committed)
             await outcomes.settle(quiet=1.0)
-        finally:
             assert restarted.stop() == 0, restarted.log()[-2000:]
 
     counts = stream_event_counts(store_url)

@@ -202,30 +202,30 @@ async def test_kill_9_intake_during_2000_confirmed_commands(
         await client.declare_topology()
         received = await client.tap("casework.events", "complaint.received.*")
         outcomes = await client.tap("casework.events", "command.#")
-        service.start()
-        for ref in refs:
-            await client.publish("complaint.receive", complaint_body(case_ref=ref))
-            if kinds[ref] == "remediate":
-                await client.publish(*case_command("verify", cases[ref]))
-        await until(lambda: event_counts(database_url)["CommandRecord.Processed"] == 400, timeout=60,
-                    what="the existing cases to be recorded")
+        with service.start():
+            for ref in refs:
+                await client.publish("complaint.receive", complaint_body(case_ref=ref))
+                if kinds[ref] == "remediate":
+                    await client.publish(*case_command("verify", cases[ref]))
+            await until(lambda: event_counts(database_url)["CommandRecord.Processed"] == 400, timeout=60,
+                        what="the existing cases to be recorded")
 
-        flow: dict[str, str | None] = {}  # message id -> the existing case it acts on, or None: a new one
-        for i in range(2000):
-            flow[f"k-{i}"] = refs[i // 20 * 3 + i % 20] if i % 20 < 3 else None
-        with psycopg.connect(database_url, autocommit=True) as commits:
-            commits.execute("LISTEN casework_events")  # the store notifies this channel as each batch commits
-            publishing = asyncio.create_task(publish_flow(client, flow, cases, kinds))
-            await asyncio.to_thread(kill_on_commit, service, commits, 3)
-        recorded = event_counts(database_url)["CommandRecord.Processed"] - 400
-        assert 0 < recorded < len(flow), f"killed with {recorded} of the flow recorded"
-        service.start()
-        await publishing
-        await outcomes.answered(accepted=flow)
-        await received.collect(2000, timeout=120)
-        await received.settle(quiet=1.0)
-        await outcomes.settle(quiet=0.1)
-    service.stop()
+            flow: dict[str, str | None] = {}  # message id -> the existing case it acts on, or None: a new one
+            for i in range(2000):
+                flow[f"k-{i}"] = refs[i // 20 * 3 + i % 20] if i % 20 < 3 else None
+            with psycopg.connect(database_url, autocommit=True) as commits:
+                commits.execute("LISTEN casework_events")  # the store notifies this channel as each batch commits
+                publishing = asyncio.create_task(publish_flow(client, flow, cases, kinds))
+                await asyncio.to_thread(kill_on_commit, service, commits, 3)
+            recorded = event_counts(database_url)["CommandRecord.Processed"] - 400
+            assert 0 < recorded < len(flow), f"killed with {recorded} of the flow recorded"
+            service.start()
+            await publishing
+            await outcomes.answered(accepted=flow)
+            await received.collect(2000, timeout=120)
+            await received.settle(quiet=1.0)
+            await outcomes.settle(quiet=0.1)
+            service.stop()
     assert received_streams(database_url) == 2000, service.log()[-2000:]
     appended = {key: n for key, n in stream_event_counts(database_url).items()
                 if key[0] in cases.values() and key[1] in APPENDS.values()}

@@ -28,6 +28,17 @@ class ServiceProcess:
         )
         return self
 
+    def __enter__(self) -> ServiceProcess:
+        return self
+
+    def __exit__(self, error: type[BaseException] | None, *_: object) -> None:
+        """However the test ends, the process does not outlive it (a failed test's is killed)."""
+        if self.process is None:
+            return
+        if error is not None and self.process.poll() is None:
+            self.kill()
+        self.stop()
+
     def kill(self) -> None:
         """SIGKILL: no cleanup, nothing flushed, unacked messages go back to the queue."""
         assert self.process is not None
