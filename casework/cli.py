@@ -148,7 +148,8 @@ def publish(
 
 @app.command()
 def contract(
-    asyncapi: Annotated[bool, typer.Option("--asyncapi", help="Print the AsyncAPI document.")] = True,
+    asyncapi: Annotated[bool, typer.Option(
+        "--asyncapi", help="The AsyncAPI document (the only format; the default).")] = True,
     output: Annotated[Path | None, typer.Option("-o", help="Write it to this file.")] = None,
 ) -> None:
     """The AsyncAPI document generated from the services' FastStream routers."""
