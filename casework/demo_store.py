@@ -15,7 +15,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from shared.store import eventsourcing_env
+from shared.store import DatabaseUrlError, eventsourcing_env, sqlite_file
 
 # Tables the three services create; a store holding any of them is not the demo's to write in.
 TABLES = ("casework_events", "rewards_events", "escalation_clocks")
@@ -45,7 +45,10 @@ def given_store(database_url: str) -> Store:
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     parts = urlsplit(database_url)
     if parts.scheme == "sqlite":
-        path = Path(parts.path[1:])
+        try:
+            path = sqlite_file(database_url)
+        except DatabaseUrlError as error:
+            raise StoreUnusable(str(error)) from None
         if not path.exists():
             return Store(database_url, f"SQLite at {path}")
         beside = path.with_name(f"{path.stem}-demo-{stamp}{path.suffix}")

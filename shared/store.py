@@ -46,6 +46,20 @@ class DatabaseUrlError(ValueError):
     """Raised when CASEWORK_DATABASE_URL names no store casework can use."""
 
 
+def sqlite_file(database_url: str) -> Path:
+    """The file of `sqlite:///PATH` (relative to the current directory) or `sqlite:////PATH` (absolute).
+
+    Anything else after `sqlite:` is refused: `sqlite:var/x.db` would lose its first
+    character to the slash dropped here, and `sqlite://var/x.db` names a host, `var`.
+    """
+    _, _, rest = database_url.partition(":")
+    path = unquote(urlsplit(database_url).path)[1:]
+    if not rest.startswith("///") or not path:
+        raise DatabaseUrlError(f"{database_url!r}: a SQLite URL is sqlite:///PATH (relative to the current "
+                               "directory) or sqlite:////PATH (absolute), e.g. sqlite:///var/casework.sqlite3")
+    return Path(path)
+
+
 def eventsourcing_env(
     database_url: str, application: str = "casework", cipher_key: str | None = None
 ) -> dict[str, str]:
@@ -106,11 +120,7 @@ def _persistence(database_url: str, application: str) -> dict[str, str]:
         return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
     parts = urlsplit(database_url)
     if parts.scheme == "sqlite":
-        # sqlite:///var/x.db is relative, sqlite:////srv/x.db absolute: drop one slash.
-        path = unquote(parts.path)[1:]
-        if not path:
-            raise DatabaseUrlError(f"{database_url!r}: a SQLite URL names a file, e.g. sqlite:///var/casework.sqlite3")
-        file = Path(path)
+        file = sqlite_file(database_url)
         if application != "casework":
             file = file.with_name(f"{file.stem}-{application}{file.suffix}")
         file.parent.mkdir(parents=True, exist_ok=True)

@@ -7,13 +7,12 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from psycopg_pool import ConnectionPool
 
-from shared.store import DatabaseUrlError
+from shared.store import DatabaseUrlError, sqlite_file
 
 SCHEMA_LOCK = 0x6573636C61746531  # "esclate1"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -221,9 +220,7 @@ def store_location(database_url: str) -> str:
         return "sqlite://:memory:"
     parts = urlsplit(database_url)
     if parts.scheme == "sqlite":
-        path = Path(unquote(parts.path)[1:])
-        if not path.name:
-            raise DatabaseUrlError(f"{database_url!r}: a SQLite URL names a file")
+        path = sqlite_file(database_url)
         return f"sqlite:///{path.with_name(f'{path.stem}-escalation{path.suffix}')}"
     if parts.scheme in ("postgresql", "postgres"):
         return database_url
@@ -236,7 +233,7 @@ def open_store(location: str) -> ClockStore:
         return SqliteClockStore(":memory:")
     parts = urlsplit(location)
     if parts.scheme == "sqlite":
-        path = Path(unquote(parts.path)[1:])
+        path = sqlite_file(location)
         path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteClockStore(str(path))
     if parts.scheme in ("postgresql", "postgres"):
