@@ -22,7 +22,9 @@ PublicKey = Annotated[str | None, typer.Option(
 
 
 def _store() -> tuple[str, str | None]:
+    """The store's URL and cipher key; a store that does not exist is refused, never created."""
     from casework.audit import CipherKeyError, check_cipher_key
+    from shared.store import require_store
 
     config = settings()
     try:
@@ -30,6 +32,7 @@ def _store() -> tuple[str, str | None]:
     except CipherKeyError as error:
         fail(str(error))
         raise
+    require_store(config.database_url)
     return config.database_url, key
 
 

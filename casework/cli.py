@@ -9,15 +9,35 @@ import logging
 import sys
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from casework.settings import Settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="casework: complaint cases on RabbitMQ.")
+
+class Casework(TyperGroup):
+    """The root command: a failure the person can act on ends in one `error:` line and its exit code."""
+
+    def invoke(self, ctx: Any) -> Any:  # click's Context, vendored by typer
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            from casework.failures import explain
+
+            known = explain(error)
+            if known is None:
+                raise
+            fail(*known)
+            raise
+
+
+app = typer.Typer(cls=Casework, no_args_is_help=True, add_completion=False,
+                  help="casework: complaint cases on RabbitMQ.")
 subscribe_app = typer.Typer(no_args_is_help=True, help="Tail what casework publishes.")
 app.add_typer(subscribe_app, name="subscribe")
 console = Console()
@@ -25,14 +45,16 @@ err = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
 
 
 def settings() -> Settings:
+    from casework.settings import ConfigurationError, load
+
     try:
-        return Settings()
-    except Exception as error:  # pydantic-settings validation
+        return load(Settings)
+    except ConfigurationError as error:
         fail(f"configuration: {error}")
         raise
 
@@ -107,7 +129,10 @@ def publish(
     """Publish one command with publisher confirms (and print its outcome with --wait)."""
     import aio_pika
 
-    text = Path(body[1:]).read_text() if body.startswith("@") else body
+    try:
+        text = Path(body[1:]).read_text() if body.startswith("@") else body
+    except (OSError, UnicodeDecodeError) as error:
+        fail(f"--json {body}: {getattr(error, 'strerror', None) or error}")
     try:
         json.loads(text)
     except json.JSONDecodeError as error:

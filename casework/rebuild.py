@@ -37,7 +37,7 @@ def escalation(config: Settings, progress: Progress) -> dict[str, Any]:
     from services.escalation.clock import utc_now
     from services.escalation.offline import offline_application
 
-    with offline_application(config) as (app, history):
+    with offline_application(config, read_only=True) as (app, history):
         rebuilt = app.rebuild(counted(history.facts(), progress, None), utc_now())
         live = {row.case_id: codec.dumps(codec.loads(row.state)) for row in app.store.rows()}
     return {
@@ -52,6 +52,7 @@ def rewards(config: Settings, progress: Progress) -> dict[str, Any]:
     from casework.audit import StoreReader
     from services.rewards.application import RewardsApplication
     from services.rewards.rebuild import feed, history
+    from shared.store import StoreNotFound, require_store
 
     policy = config.load_policy()
     reader = StoreReader(config.database_url)
@@ -61,7 +62,11 @@ def rewards(config: Settings, progress: Progress) -> dict[str, Any]:
         feed(rebuilt, counted(history(reader), progress, None))
     finally:
         reader.close()
-    live = RewardsApplication(policy, config.database_url)
+    try:
+        require_store(config.database_url, "rewards")
+        live = RewardsApplication(policy, config.database_url)
+    except StoreNotFound:  # the rewards service never ran: no ledgers, and none created here
+        live = RewardsApplication(policy, "memory:")
     try:
         return {
             "items": len(periods),

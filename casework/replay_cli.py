@@ -30,10 +30,12 @@ def replay_publish(
 ) -> None:
     """Re-publish recorded history, with the original message ids, into one queue only."""
     from casework.replay import ReplayRange, last_position, publish_range
+    from shared.store import require_store
 
     config = settings()
     if start < 1 or (stop is not None and stop < start):
         fail("--from must be ≥ 1 and --to ≥ --from")
+    require_store(config.database_url)
     end = stop or last_position(config.database_url)
     with progress_bar() as bar:
         task = bar.add_task(f"replaying into {queue}", total=max(0, end - start + 1))
@@ -51,12 +53,15 @@ def replay_rebuild(
 ) -> None:
     """Rebuild read models and ledgers from the event store and print their state digests."""
     from casework.rebuild import REBUILDERS
+    from shared.store import require_store
 
     names = [only] if only else list(REBUILDERS)
     unknown = [n for n in names if n not in REBUILDERS]
     if unknown:
         fail(f"cannot rebuild {', '.join(unknown)}; choose from {', '.join(REBUILDERS)}")
     config = settings()
+    config.load_policy()
+    require_store(config.database_url)
     digests = {}
     with progress_bar() as bar:
         for name in names:

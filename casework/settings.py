@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.policy import Policy, load_policy
@@ -40,3 +41,22 @@ class Settings(BaseSettings):
 
     def load_policy(self) -> Policy:
         return load_policy(self.policy)
+
+
+class ConfigurationError(ValueError):
+    """Raised when a CASEWORK_* variable holds a value casework cannot use; the message names the variable."""
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(kind: type[S]) -> S:
+    """Settings read from the environment, or a ConfigurationError naming each variable that is wrong."""
+    try:
+        return kind()
+    except ValidationError as error:
+        prefix = str(kind.model_config.get("env_prefix", ""))
+        problems = "; ".join(
+            f"{prefix}{'_'.join(str(part) for part in problem['loc']).upper()}={problem['input']!r}: {problem['msg']}"
+            for problem in error.errors())
+        raise ConfigurationError(problems) from None

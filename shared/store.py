@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import binascii
+import contextlib
 import os
+import sqlite3
 from base64 import b64decode
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -73,7 +75,51 @@ def eventsourcing_env(
     `memory:` keeps everything in the process (the demo and fast unit tests).
     """
     key = os.environ.get("CASEWORK_CIPHER_KEY") if cipher_key is None else cipher_key
-    return {**_persistence(database_url, application), **cipher_env(key, application)}
+    persistence = _persistence(database_url, application)
+    if "SQLITE_DBNAME" in persistence:
+        Path(persistence["SQLITE_DBNAME"]).parent.mkdir(parents=True, exist_ok=True)
+    return {**persistence, **cipher_env(key, application)}
+
+
+class StoreNotFound(LookupError):
+    """Raised when a command that only reads is pointed at a store that does not exist (it creates none)."""
+
+
+class StoreUnreachable(ConnectionError):
+    """Raised when the PostgreSQL server or database of CASEWORK_DATABASE_URL does not answer."""
+
+
+def _postgres(env: dict[str, str]) -> str:
+    return f"PostgreSQL database {env['POSTGRES_DBNAME']} at {env['POSTGRES_HOST']}:{env['POSTGRES_PORT']}"
+
+
+def require_store(database_url: str, application: str = "casework", table: str | None = None) -> None:
+    """Refuse a store that is not there, rather than create an empty one and report on nothing.
+
+    The store is there when its file or database holds `table`: the application's events
+    table by default (`stored_events` in SQLite, `<application>_events` in PostgreSQL).
+    """
+    env = _persistence(database_url, application)
+    if "SQLITE_DBNAME" in env:
+        file = Path(env["SQLITE_DBNAME"])
+        where = "" if file.is_absolute() else f" (a relative path is taken from the current directory, {Path.cwd()})"
+        if not file.is_file():
+            raise StoreNotFound(f"no store at {database_url}: {file} does not exist{where}")
+        with contextlib.closing(sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                               (table or "stored_events",)).fetchone()
+        if not found:
+            raise StoreNotFound(f"no store at {database_url}: {file} holds no table {table or 'stored_events'}{where}")
+    elif "POSTGRES_DBNAME" in env:
+        wanted = table or f"{application}_events"
+        try:
+            with psycopg.connect(**pg_connection_args(env)) as conn:  # type: ignore[arg-type]
+                [(found,)] = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (wanted,)).fetchall()
+        except psycopg.OperationalError as error:
+            raise StoreUnreachable(f"{_postgres(env)}: {error}") from None
+        if not found:
+            raise StoreNotFound(f"no store at {database_url}: {_postgres(env)} has no table {wanted} "
+                                "(casework creates it when its services first run)")
 
 
 def pg_connection_args(env: dict[str, str]) -> dict[str, object]:
@@ -95,7 +141,11 @@ def open_application(init: Callable[[], None], env: dict[str, str]) -> None:
     if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
         init()
         return
-    with psycopg.connect(**pg_connection_args(env), autocommit=True) as conn:  # type: ignore[arg-type]
+    try:
+        conn = psycopg.connect(**pg_connection_args(env), autocommit=True)  # type: ignore[arg-type]
+    except psycopg.OperationalError as error:
+        raise StoreUnreachable(f"{_postgres(env)}: {error}") from None
+    with conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
         try:
             init()
@@ -123,7 +173,6 @@ def _persistence(database_url: str, application: str) -> dict[str, str]:
         file = sqlite_file(database_url)
         if application != "casework":
             file = file.with_name(f"{file.stem}-{application}{file.suffix}")
-        file.parent.mkdir(parents=True, exist_ok=True)
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(file),

@@ -40,10 +40,11 @@ def simulate_command(
     """Replay recorded complaints under another policy; compare with the escalations that happened."""
     from casework.cli import console, fail, settings
     from services.escalation.clock import utc_now
-    from services.escalation.history import HistoryUnavailable, IntakeHistory
+    from services.escalation.history import IntakeHistory
     from services.escalation.rules import Rules
     from services.escalation.simulate import simulate
     from shared.policy import PolicyError, load_policy
+    from shared.store import require_store
 
     try:
         what_if = load_policy(policy)
@@ -53,11 +54,8 @@ def simulate_command(
     config = settings()
     zone = what_if.organisation.hq_timezone
     begin, finish = _moment(start, zone, "--from"), _moment(end, zone, "--to") or utc_now()
-    try:
-        history = IntakeHistory.open(config.database_url, must_exist=True)
-    except HistoryUnavailable as error:
-        fail(str(error), code=1)
-        raise
+    require_store(config.database_url)
+    history = IntakeHistory.open(config.database_url)
     try:
         report = simulate(history.facts(), Rules(what_if), begin, finish)
     finally:
@@ -94,8 +92,11 @@ def rebuild_command(
     from casework.cli import console, settings
     from services.escalation.clock import utc_now
     from services.escalation.offline import offline_application
+    from shared.store import require_store
 
-    with offline_application(settings()) as (app, history):
+    config = settings()
+    require_store(config.database_url)
+    with offline_application(config, read_only=check) as (app, history):
         rebuilt = app.rebuild(history.facts(), utc_now())
         differing = app.differences(rebuilt)
         if not check:
@@ -118,10 +119,12 @@ def clock_command(
     """One case's clock: stages, due times, the rung reached, and the time spent awaiting the customer."""
     from casework.cli import console, fail, settings
     from services.escalation import codec
-    from services.escalation.settings import EscalationSettings
-    from services.escalation.store import open_store, store_location
+    from services.escalation.offline import clock_store_url
+    from services.escalation.store import open_store, require_clock_store
 
-    store = open_store(EscalationSettings().store_url or store_location(settings().database_url))
+    location = clock_store_url(settings())
+    require_clock_store(location)
+    store = open_store(location)
     try:
         row = store.load([case_id]).get(case_id)
     finally:

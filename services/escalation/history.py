@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 from eventsourcing.application import Application
@@ -28,10 +26,6 @@ class History(Protocol):
     def after(self, case_id: str, version: int, upto: int | None = None) -> list[Fact]: ...
 
 
-class HistoryUnavailable(RuntimeError):
-    """Raised when there is no intake store to read history from."""
-
-
 class IntakeReader(Application[UUID]):
     """Intake's tables, read only (same name, so the same tables or file)."""
 
@@ -45,11 +39,7 @@ class IntakeHistory:
         self.app = app
 
     @classmethod
-    def open(cls, database_url: str, must_exist: bool = False) -> IntakeHistory:
-        if must_exist:
-            parts = urlsplit(database_url)
-            if parts.scheme == "sqlite" and not Path(unquote(parts.path)[1:]).exists():
-                raise HistoryUnavailable(f"no intake store at {database_url}")
+    def open(cls, database_url: str) -> IntakeHistory:
         # Intake owns its tables: a reader never creates them (and never races intake doing so).
         return cls(IntakeReader(env={**eventsourcing_env(database_url, "casework"), "CREATE_TABLE": "false"}))
 

@@ -7,7 +7,7 @@ import logging
 
 from faststream.rabbit import RabbitBroker
 
-from casework.settings import Settings
+from casework.settings import Settings, load
 from services.escalation.application import EscalationApplication
 from services.escalation.clock import Clock, utc_now
 from services.escalation.consumer import EscalationConsumer, build_router
@@ -37,7 +37,7 @@ class EscalationService:
         self.settings = settings
         self.policy = policy
         self.clock = clock
-        self.options = options or EscalationSettings()
+        self.options = options or load(EscalationSettings)
         self.location = self.options.store_url or store_location(settings.database_url)
         url = settings.amqp_url_for("escalation")
         self.hosted = broker is not None

@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
-from shared.store import DatabaseUrlError, sqlite_file
+from shared.store import DatabaseUrlError, StoreUnreachable, require_store, sqlite_file
 
 SCHEMA_LOCK = 0x6573636C61746531  # "esclate1"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -189,6 +190,13 @@ class PostgresClockStore(ClockStore):
     placeholder = "%s"
 
     def __init__(self, url: str, max_size: int = 4) -> None:
+        try:
+            # The first connection is made here, so that an unreachable database says why at once.
+            psycopg.connect(url, connect_timeout=5).close()
+        except psycopg.OperationalError as error:
+            parts = urlsplit(url)
+            raise StoreUnreachable(f"the clock store, PostgreSQL database {parts.path.strip('/')} at "
+                                   f"{parts.hostname}:{parts.port or 5432}: {error}") from None
         self.pool = ConnectionPool(url, min_size=1, max_size=max_size, open=True, timeout=10,
                                    check=ConnectionPool.check_connection, kwargs={"connect_timeout": 5})
         # Concurrent CREATE … IF NOT EXISTS can still collide in PostgreSQL's catalogue: serialise it.
@@ -225,6 +233,12 @@ def store_location(database_url: str) -> str:
     if parts.scheme in ("postgresql", "postgres"):
         return database_url
     raise DatabaseUrlError(f"{database_url!r}: expected sqlite:///PATH, postgresql://USER@HOST:PORT/DB or memory:")
+
+
+def require_clock_store(location: str) -> None:
+    """Refuse a clock store that was never created (see `shared.store.require_store`)."""
+    if location != "sqlite://:memory:":
+        require_store(location, table="escalation_clocks")
 
 
 def open_store(location: str) -> ClockStore:

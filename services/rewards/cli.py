@@ -24,11 +24,14 @@ class Format(StrEnum):
 
 
 def _open() -> tuple[RewardsApplication, Any]:
+    """The rewards store as the service left it; one that does not exist is refused, never created."""
     from casework.cli import settings
     from services.rewards.application import RewardsApplication
+    from shared.store import require_store
 
     config = settings()
     policy = config.load_policy()
+    require_store(config.database_url, "rewards")
     return RewardsApplication(policy, config.database_url), policy
 
 
@@ -117,9 +120,13 @@ def rebuild(
     """Replay intake's history into fresh ledgers (in memory) and print the period's registry from them."""
     from casework.cli import console, fail, settings
     from services.rewards.rebuild import rebuild as replay
+    from shared.store import require_store
 
     config = settings()
     policy = config.load_policy()
+    require_store(config.database_url)
+    if digest:
+        require_store(config.database_url, "rewards")
     app = replay(policy, config.database_url)
     try:
         found = app.registry(period)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner, Result
 
 from services.escalation.store import store_location
+from services.intake.application import IntakeApplication
+from shared.policy import default_policy_path, load_policy
 from shared.store import DatabaseUrlError, eventsourcing_env
+from tests.unit.commands import receive
 
 
 @pytest.fixture
@@ -31,3 +39,150 @@ def test_three_slashes_are_relative_and_four_absolute(elsewhere: Path) -> None:
     assert eventsourcing_env("sqlite:////srv/x.db", "rewards")["SQLITE_DBNAME"] == "/srv/x-rewards.db"
     assert store_location("sqlite:///var/x.db") == "sqlite:///var/x-escalation.db"
     assert store_location("sqlite:////srv/x.db") == "sqlite:////srv/x-escalation.db"
+
+
+def casework(*args: str, **env: str) -> Result:
+    """`casework ARGS` as a person types it, with the environment given (and nothing else of CASEWORK_*)."""
+    from casework.cli import app, mount
+
+    if not any(group.name == "audit" for group in app.registered_groups):
+        mount()
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "400", **env})
+
+
+@pytest.fixture(autouse=True)
+def defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settings a new user has: none."""
+    for name in [n for n in os.environ if n.startswith("CASEWORK_")]:
+        monkeypatch.delenv(name)
+
+
+def free_port() -> int:
+    """A port nothing listens on (it was free a moment ago)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+CASE = "0b6b7c8e-1111-4111-8111-111111111111"
+READ_ONLY = [
+    ("audit", "timeline", CASE),
+    ("audit", "state", CASE, "--version", "1"),
+    ("audit", "verify", "--all"),
+    ("audit", "verify", CASE),
+    ("audit", "checkpoint", "-o", "checkpoint.json"),
+    ("audit", "export", CASE, "-o", "dispute.json"),
+    ("rewards", "registry", "2026-11"),
+    ("rewards", "status", "2026-11"),
+    ("rewards", "rebuild", "2026-11"),
+    ("escalation", "rebuild", "--check"),
+    ("escalation", "rebuild"),
+    ("escalation", "clock", CASE),
+    ("escalation", "simulate", "--policy", str(default_policy_path())),
+    ("replay", "publish", "--binding", "complaint.#", "--queue", "mine"),
+    ("replay", "rebuild"),
+]
+
+
+@pytest.mark.parametrize("command", READ_ONLY, ids=" ".join)
+def test_a_command_that_reads_refuses_a_store_that_is_not_there_and_creates_none(
+        command: tuple[str, ...], elsewhere: Path) -> None:
+    result = casework(*command, CASEWORK_AUDIT_HMAC_KEY="a-key-for-signing-that-is-long-enough!!")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: no store at sqlite:///var/casework")
+    assert "a relative path is taken from the current directory" in result.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_sqlite_file_without_casework_tables_is_not_a_store(elsewhere: Path) -> None:
+    (elsewhere / "empty.db").touch()
+    result = casework("audit", "verify", "--all", CASEWORK_DATABASE_URL="sqlite:///empty.db")
+    assert (result.exit_code, result.stderr) == (
+        2, f"error: no store at sqlite:///empty.db: empty.db holds no table stored_events (a relative path is "
+           f"taken from the current directory, {elsewhere})\n")
+
+
+@pytest.mark.integration
+def test_a_postgresql_database_without_casework_tables_is_not_reported_intact(database_url: str) -> None:
+    result = casework("audit", "verify", "--all", CASEWORK_DATABASE_URL=database_url)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: no store at {database_url}: PostgreSQL database ")
+    assert "has no table casework_events" in result.stderr
+
+
+def test_an_unreachable_postgresql_is_named_with_its_host_and_database_at_once() -> None:
+    port = free_port()
+    url = f"postgresql://postgres@127.0.0.1:{port}/cases"
+    for command in (("audit", "verify", "--all"), ("run", "--only", "intake"), ("run", "--only", "escalation")):
+        started = time.monotonic()
+        result = casework(*command, CASEWORK_DATABASE_URL=url)
+        assert result.exit_code == 3, result.output
+        assert f"PostgreSQL database cases at 127.0.0.1:{port}" in result.stderr
+        assert "Traceback" not in result.output and time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("url", ["mysql://casework@db/cases", "var/casework.sqlite3"])
+@pytest.mark.parametrize("command", [("run",), ("audit", "verify", "--all"), ("audit", "timeline", CASE)],
+                         ids=" ".join)
+def test_an_unsupported_database_url_is_one_line(url: str, command: tuple[str, ...], elsewhere: Path) -> None:
+    result = casework(*command, CASEWORK_DATABASE_URL=url)
+    assert (result.exit_code, result.stderr) == (
+        2, f"error: {url!r}: CASEWORK_DATABASE_URL must be sqlite:///PATH, postgresql://USER@HOST:PORT/DB "
+           "or memory:\n")
+
+
+def test_run_refuses_a_sqlite_url_that_would_lose_a_character(elsewhere: Path) -> None:
+    result = casework("run", "--only", "intake", CASEWORK_DATABASE_URL="sqlite:var/x.db")
+    assert result.exit_code == 2, result.output
+    assert "sqlite:///PATH (relative to the current directory)" in result.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [("run", "--only", "intake"), ("topology",),
+                                     ("subscribe", "escalations", "hq.warehousing", "--limit", "1")], ids=" ".join)
+def test_an_unreachable_rabbitmq_is_one_line_and_exit_3(command: tuple[str, ...]) -> None:
+    port = free_port()
+    result = casework(*command, CASEWORK_AMQP_URL=f"amqp://guest:guest@127.0.0.1:{port}/",
+                      CASEWORK_DATABASE_URL="memory:")
+    assert result.exit_code == 3, result.output
+    assert f"error: cannot reach RabbitMQ: [Errno 111] Connect call failed ('127.0.0.1', {port})" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_publish_names_a_body_file_that_cannot_be_read(elsewhere: Path) -> None:
+    result = casework("publish", "complaint.receive", "--json", "@nowhere.json")
+    assert (result.exit_code, result.stderr) == (2, "error: --json @nowhere.json: No such file or directory\n")
+
+
+@pytest.mark.parametrize("command", [("replay", "rebuild"), ("rewards", "rebuild", "2026-11")], ids=" ".join)
+def test_a_missing_policy_file_is_one_line(command: tuple[str, ...], elsewhere: Path) -> None:
+    result = casework(*command, CASEWORK_POLICY="nowhere.toml")
+    assert (result.exit_code, result.stderr) == (
+        2, "error: policy nowhere.toml: cannot be read: No such file or directory\n")
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize(("variable", "command"), [
+    ("CASEWORK_ESCALATION_BATCH_SIZE", ("run", "--only", "escalation")),
+    ("CASEWORK_ESCALATION_BATCH_SIZE", ("escalation", "clock", CASE)),
+    ("CASEWORK_PREFETCH", ("run",)),
+])
+def test_a_setting_that_is_not_a_number_is_named_by_its_variable(variable: str, command: tuple[str, ...]) -> None:
+    result = casework(*command, **{variable: "abc", "CASEWORK_DATABASE_URL": "memory:"})
+    assert (result.exit_code, result.stderr) == (
+        2, f"error: configuration: {variable}='abc': Input should be a valid integer, unable to parse string "
+           "as an integer\n")
+
+
+def test_checking_before_the_services_ran_creates_no_clock_or_rewards_store(elsewhere: Path) -> None:
+    # Given intake's store only: the escalation and rewards services never ran.
+    intake = IntakeApplication(load_policy(), "sqlite:///var/casework.sqlite3")
+    receive(intake, case_ref="N")
+    intake.close()
+    before = sorted(path.name for path in (elsewhere / "var").iterdir())
+    checked = casework("escalation", "rebuild", "--check")
+    rebuilt = casework("replay", "rebuild", "--json")
+    assert checked.exit_code == 1 and "1 differed from the stored ones" in checked.stdout
+    assert rebuilt.exit_code == 1
+    assert [result["equal"] for result in json.loads(rebuilt.stdout).values()] == [False, True]
+    assert sorted(path.name for path in (elsewhere / "var").iterdir()) == before
