@@ -121,7 +121,9 @@ def publish(
     routing_key: Annotated[str, typer.Argument(help="The command, e.g. complaint.receive.")],
     body: Annotated[str, typer.Option("--json", help="The command body as JSON, or @FILE.")],
     user: Annotated[str | None, typer.Option(help="Connect and speak as this RabbitMQ user.")] = None,
-    password: Annotated[str | None, typer.Option(envvar="CASEWORK_PASSWORD", help="Its password.")] = None,
+    password: Annotated[str | None, typer.Option(
+        envvar="CASEWORK_PASSWORD",
+        help="Its password (default: the user's name, as every development user in deploy/ has).")] = None,
     message_id: Annotated[str | None, typer.Option(help="Idempotency key (default: a new UUID).")] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the outcome and print it.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the outcome.")] = 30.0,
@@ -129,6 +131,10 @@ def publish(
     """Publish one command with publisher confirms (and print its outcome with --wait)."""
     import aio_pika
 
+    from shared.events import COMMANDS
+
+    if routing_key not in COMMANDS:
+        fail(f"unknown command {routing_key!r}; intake takes {', '.join(sorted(COMMANDS))}")
     try:
         text = Path(body[1:]).read_text() if body.startswith("@") else body
     except (OSError, UnicodeDecodeError) as error:
@@ -194,7 +200,9 @@ def subscribe_escalations(
     queue: Annotated[str | None, typer.Option(help="Durable queue (default casework.sub.<user>.<binding>).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     user: Annotated[str | None, typer.Option(help="Connect as this RabbitMQ user.")] = None,
-    password: Annotated[str | None, typer.Option(envvar="CASEWORK_PASSWORD")] = None,
+    password: Annotated[str | None, typer.Option(
+        envvar="CASEWORK_PASSWORD",
+        help="Its password (default: the user's name, as every development user in deploy/ has).")] = None,
     limit: Annotated[int, typer.Option(help="Stop after this many notices (0: never).")] = 0,
 ) -> None:
     """Tail escalation notices from a durable named queue, so nothing is missed while offline."""

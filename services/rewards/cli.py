@@ -35,6 +35,29 @@ def _open() -> tuple[RewardsApplication, Any]:
     return RewardsApplication(policy, config.database_url), policy
 
 
+def _period(period: str) -> str:
+    """A month (2026-11) or an ISO week (2026-W48); anything else is refused before the store is read."""
+    from casework.cli import fail
+    from services.intake.periods import period_start
+
+    try:
+        period_start(period)
+    except ValueError:
+        fail(f"{period!r} is not a valid period: expected a month (2026-11) or an ISO week (2026-W48)")
+    return period
+
+
+def _plain(value: Any) -> str:
+    """A status value as a person reads it: no Python reprs."""
+    if value is None or value == "":
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {_plain(item)}" for key, item in value.items())
+    return str(value)
+
+
 def _render(registry: Registry, fmt: Format, timezone: str) -> bytes:
     from services.rewards.registry import paused_gc
 
@@ -62,6 +85,7 @@ def registry(
     """The period's registry (多货少货协查登记表), as HQ decided it."""
     from casework.cli import fail
 
+    period = _period(period)
     app, policy = _open()
     try:
         found = app.registry(period)
@@ -87,6 +111,7 @@ def status(
     """Where a period stands: reviews accrued, decision received and completed, settlement."""
     from casework.cli import console
 
+    period = _period(period)
     app, _ = _open()
     try:
         book = app.book(period)
@@ -107,7 +132,7 @@ def status(
         sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
         return
     for key, value in report.items():
-        console.print(f"{key}: {value}")
+        console.print(f"{key}: {_plain(value)}", markup=False, highlight=False)
 
 
 @rewards_app.command("rebuild")
@@ -122,6 +147,7 @@ def rebuild(
     from services.rewards.rebuild import rebuild as replay
     from shared.store import require_store
 
+    period = _period(period)
     config = settings()
     policy = config.load_policy()
     require_store(config.database_url)

@@ -16,6 +16,7 @@ from services.intake.application import IntakeApplication
 from shared.policy import default_policy_path, load_policy
 from shared.store import DatabaseUrlError, eventsourcing_env
 from tests.unit.commands import receive
+from tests.unit.test_rewards_helpers import decided_world, fed
 
 
 @pytest.fixture
@@ -186,3 +187,35 @@ def test_checking_before_the_services_ran_creates_no_clock_or_rewards_store(else
     assert rebuilt.exit_code == 1
     assert [result["equal"] for result in json.loads(rebuilt.stdout).values()] == [False, True]
     assert sorted(path.name for path in (elsewhere / "var").iterdir()) == before
+
+
+@pytest.mark.parametrize("period", ["2026-13", "foo", "2026-W60", "2026"])
+@pytest.mark.parametrize("command", ["registry", "status", "rebuild"])
+def test_a_period_that_cannot_exist_is_called_invalid_not_undecided(command: str, period: str,
+                                                                    elsewhere: Path) -> None:
+    result = casework("rewards", command, period)
+    assert (result.exit_code, result.stderr) == (
+        2, f"error: {period!r} is not a valid period: expected a month (2026-11) or an ISO week (2026-W48)\n")
+
+
+def test_status_reads_as_text_not_python(elsewhere: Path) -> None:
+    url = "sqlite:///casework.sqlite3"
+    fed(decided_world().messages(), url=url).close()
+    result = casework("rewards", "status", "2026-11", CASEWORK_DATABASE_URL=url)
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(": ", 1) for line in result.stdout.splitlines())
+    assert lines["decision"].startswith("decided_by 钱主任, review_count 3, decided_at 2026-11-10T02:00:00+00:00")
+    assert (lines["decided"], lines["settlement"], lines["settled"]) == ("yes", "none", "no")
+
+
+def test_publish_refuses_a_command_intake_does_not_take_before_connecting() -> None:
+    result = casework("publish", "complaint.recieve", "--json", "{}",
+                      CASEWORK_AMQP_URL=f"amqp://guest:guest@127.0.0.1:{free_port()}/")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: unknown command 'complaint.recieve'; intake takes ")
+    assert "complaint.receive, complaint.remediate" in result.stderr
+
+
+def test_publish_says_what_password_it_uses_when_none_is_given() -> None:
+    result = casework("publish", "--help")
+    assert "default: the user's name" in " ".join(result.stdout.replace("│", " ").split())
