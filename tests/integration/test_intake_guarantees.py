@@ -26,6 +26,7 @@ from tests.support.live import (
     complaint_body,
     get_one,
     intake_service,
+    out_of_order,
     running,
     slow_pages,
     until,
@@ -270,13 +271,20 @@ def kill_on_commit(service: ServiceProcess, listening: psycopg.Connection[Any], 
 async def test_kill_9_relay_between_publish_and_position_repeats_never_gaps(
     amqp_url: str, database_url: str, tmp_path: Path
 ) -> None:
+    """Fifty cases received and verified: each arrives at least once, and the first arrivals
+    keep the store's order, across streams and within each stream."""
+    from services.intake.domain import complaint_id
+
     env = {"CASEWORK_AMQP_URL": amqp_url, "CASEWORK_DATABASE_URL": database_url}
     service = ServiceProcess("intake", env, tmp_path / "intake.log")
     async with Client(amqp_url) as client:
         await client.declare_topology()
-        received = await client.tap("casework.events", "complaint.received.*")
+        received = await client.tap("casework.events", "complaint.received.*", "complaint.verified.*")
         for i in range(50):
             await client.publish("complaint.receive", complaint_body(case_ref=f"R{i:03d}"), message_id=f"r-{i}")
+            await client.publish("complaint.verify", {
+                "case_id": str(complaint_id("GZ01", f"R{i:03d}")), "verified_by": "Zhang", "summary": "restated",
+                "customer_confirmed": True}, message_id=f"v-{i}")
         service.start(CASEWORK_FAULT="relay_after_publish")
         for _ in range(600):
             if service.exited() is not None:
@@ -285,13 +293,14 @@ async def test_kill_9_relay_between_publish_and_position_repeats_never_gaps(
         assert service.exited() == 137, service.log()[-2000:]
         first_run = len(await received.settle(quiet=0.5))
         service.start()
-        await received.collect(first_run + 50, timeout=60)
+        await received.collect(first_run + 100, timeout=60)
         await received.settle(quiet=1.0)
     service.stop()
     ids = [m.message_id for m in received.messages]
     assert first_run > 0
-    assert len(set(ids)) == 50
-    assert len(ids) > 50, "the page published before the crash is published again"
+    assert len(set(ids)) == 100
+    assert len(ids) > 100, "the page published before the crash is published again"
+    assert out_of_order(received.messages) == []
 
 
 async def test_a_refused_publish_holds_the_relay_at_its_position(amqp_url: str, database_url: str) -> None:
@@ -319,6 +328,7 @@ async def test_a_refused_publish_holds_the_relay_at_its_position(amqp_url: str, 
     assert relay_position(database_url) >= 6  # three complaints and three command records
     assert len({m.message_id for m in events.messages}) == 3
     assert len(events.messages) > 3
+    assert out_of_order(events.messages) == []
 
 
 def relay_position(database_url: str) -> int:

@@ -195,6 +195,32 @@ class Tap:
             await self.collect(len(self.messages) + 1, timeout=max(0.1, deadline - asyncio.get_running_loop().time()))
 
 
+def out_of_order(messages: list[aio_pika.abc.AbstractIncomingMessage]) -> list[str]:
+    """Where the first arrivals of relayed events break the store's order (none, in order).
+
+    A repeat (at least once) is skipped; among first arrivals the positions (notification
+    ids, `x-casework-position`) ascend, and so does each stream's version.
+    """
+    seen: set[str | None] = set()
+    last_position = 0
+    last_version: dict[str, int] = {}
+    faults: list[str] = []
+    for message in messages:
+        if message.message_id in seen:
+            continue
+        seen.add(message.message_id)
+        headers = message.headers
+        position, version = int(str(headers["x-casework-position"])), int(str(headers["x-casework-version"]))
+        stream = str(headers["x-casework-stream"])
+        if position <= last_position:
+            faults.append(f"{message.message_id} at position {position} after position {last_position}")
+        if version <= last_version.get(stream, 0):
+            faults.append(f"{message.message_id} after version {last_version[stream]} of its stream")
+        last_position = max(last_position, position)
+        last_version[stream] = max(last_version.get(stream, 0), version)
+    return faults
+
+
 async def get_one(queue: aio_pika.abc.AbstractQueue, timeout: float = 20.0) -> aio_pika.abc.AbstractIncomingMessage:
     """The next message of a queue, polling until it comes (raises TimeoutError)."""
     deadline = asyncio.get_running_loop().time() + timeout
