@@ -34,7 +34,7 @@ from pamqp.header import ContentHeader
 from shared.chain import own_fields
 from shared.faults import crash_point
 from shared.pgstore import AsyncNotificationReader, AsyncPositionWriter
-from shared.store import pg_connection_args
+from shared.store import creating_tables, pg_connection_args
 from shared.topology import SERVICES, reaches_services
 
 log = logging.getLogger("casework.relay")
@@ -318,7 +318,8 @@ class Relay:
         self.page_size = page_size
         self.poll_seconds = poll_seconds
         self.wakeup = asyncio.Event()
-        self.tracking = app.factory.tracking_recorder()
+        with creating_tables(store_settings(app)):
+            self.tracking = app.factory.tracking_recorder()
         self.lock = RelayLock(store_settings(app), name)
         # On PostgreSQL the position is written on the event loop; SQLite's writes stay in a thread.
         self.position_writer = (

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import binascii
 import contextlib
+import fcntl
 import os
 import sqlite3
 from base64 import b64decode
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -131,26 +132,40 @@ def pg_connection_args(env: dict[str, str]) -> dict[str, object]:
 SCHEMA_LOCK = 0x6361736573636865  # one advisory lock for every casework process creating tables
 
 
-def open_application(init: Callable[[], None], env: dict[str, str]) -> None:
-    """Run an Application's `__init__`, which creates its tables, one process at a time.
+@contextlib.contextmanager
+def creating_tables(env: dict[str, str]) -> Iterator[None]:
+    """While inside, no other casework process creates tables in the same store.
 
-    Processes starting together on a fresh PostgreSQL database (two intake replicas, or
-    intake and its relay) race on `CREATE TABLE IF NOT EXISTS` and on the types and
-    functions it creates; an advisory lock makes them take turns.
+    Processes starting together on a fresh store (two intake replicas, or intake and its
+    relay) race: on PostgreSQL on `CREATE TABLE IF NOT EXISTS` and on the types and
+    functions it creates, on SQLite on the first record of the library's tracking table,
+    which only one of them can insert. An advisory lock, or a lock on a file beside
+    SQLite's, makes them take turns.
     """
-    if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
-        init()
-        return
-    try:
-        conn = psycopg.connect(**pg_connection_args(env), autocommit=True)  # type: ignore[arg-type]
-    except psycopg.OperationalError as error:
-        raise StoreUnreachable(f"{_postgres(env)}: {error}") from None
-    with conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+    module = env.get("PERSISTENCE_MODULE")
+    if module == "eventsourcing.postgres":
         try:
-            init()
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
+            conn = psycopg.connect(**pg_connection_args(env), autocommit=True)  # type: ignore[arg-type]
+        except psycopg.OperationalError as error:
+            raise StoreUnreachable(f"{_postgres(env)}: {error}") from None
+        with conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
+    elif module == "eventsourcing.sqlite":
+        with Path(f"{env['SQLITE_DBNAME']}.tables.lock").open("wb") as file:
+            fcntl.flock(file, fcntl.LOCK_EX)  # released when the file is closed
+            yield
+    else:
+        yield
+
+
+def open_application(init: Callable[[], None], env: dict[str, str]) -> None:
+    """Run an Application's `__init__`, which creates its tables, one process at a time."""
+    with creating_tables(env):
+        init()
 
 
 def save_aggregates(app: Application[Any], aggregates: Iterable[Any]) -> None:

@@ -190,5 +190,32 @@ def test_a_relay_that_does_not_lead_remembers_nothing(app: IntakeApplication) ->
     assert not relay.recent
 
 
+def test_processes_opening_a_fresh_sqlite_store_together_all_open_their_relay(tmp_path: Path) -> None:
+    """Intake replicas on one SQLite file, started together: each opens the store and its relay's
+    position, which the library creates with a record that only one of them can insert."""
+    import threading
+
+    errors: list[str] = []
+
+    def start(url: str, together: threading.Barrier) -> None:
+        try:
+            app = IntakeApplication(POLICY, url)
+            together.wait(timeout=30)
+            Relay(app, Pages(), outgoing, "casework.relay")
+            app.close()
+        except Exception as error:
+            errors.append(repr(error))
+
+    for attempt in range(5):  # the race is lost now and then, not every time
+        together = threading.Barrier(6)
+        threads = [threading.Thread(target=start, args=(f"sqlite:///{tmp_path}/store-{attempt}.sqlite3", together))
+                   for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == [], sorted(set(errors))
+
+
 def _positions(pages: Pages) -> list[Any]:
     return [m.headers["x-casework-position"] for page in pages.sent for m in page]
