@@ -102,10 +102,10 @@ async def everything_published(tap: Tap, store: Store, commands: int, timeout: f
 
 
 @contextlib.contextmanager
-def intake_processes(amqp_url: str, store_url: str, logs: Path) -> Iterator[dict[str, ServiceProcess]]:
+def intake_processes(amqp_url: str, store_url: str, log_dir: Path) -> Iterator[dict[str, ServiceProcess]]:
     """Two intake processes (consumer and relay each) on one store, started together."""
     env = {"CASEWORK_AMQP_URL": amqp_url, "CASEWORK_DATABASE_URL": store_url}
-    processes = {name: ServiceProcess("intake", env, logs / f"{name}.log") for name in NAMES}
+    processes = {name: ServiceProcess("intake", env, log_dir / f"{name}.log") for name in NAMES}
     try:
         for name, process in processes.items():
             process.start(PGAPPNAME=name)
@@ -113,6 +113,13 @@ def intake_processes(amqp_url: str, store_url: str, logs: Path) -> Iterator[dict
     finally:
         for process in processes.values():
             process.stop()
+
+
+async def sample(observe: Callable[[], list[str]], samples: list[list[str]]) -> None:
+    """Note what `observe` says ten times a second, until cancelled."""
+    while True:
+        samples.append(await asyncio.to_thread(observe))
+        await asyncio.sleep(0.1)
 
 
 def logs(processes: dict[str, ServiceProcess]) -> str:
@@ -164,12 +171,6 @@ async def leader_killed_while_commands_flow(amqp_url: str, store_url: str, tmp_p
     back = restarts(messages)
     assert len(back) <= 1 and all(i > both for i in back), (
         f"repeats only where {standby} took over ({took_over:.1f} s after the kill): restarts at {back}")
-
-
-async def sample(observe: Callable[[], list[str]], samples: list[list[str]]) -> None:
-    while True:
-        samples.append(await asyncio.to_thread(observe))
-        await asyncio.sleep(0.1)
 
 
 async def test_on_postgresql_one_relay_leads_and_the_standby_takes_over_when_it_is_killed(
