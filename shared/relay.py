@@ -48,6 +48,8 @@ LINGER_SECONDS = 0.003
 PAGES_IN_FLIGHT = 4
 # The confirmed position is written at most this often: a crash repeats no more than that.
 SAVE_EVERY_SECONDS = 0.1
+# A leading relay makes sure this often that its lock's database session still lives.
+LOCK_CHECK_SECONDS = 1.0
 # At most this many events recorded in this process wait in memory for the relay; beyond
 # that it is behind (the broker is down, say) and reads them back from the store instead.
 RECENT_LIMIT = 10_000
@@ -336,6 +338,7 @@ class Relay:
         self.failure: Exception | None = None
         self.saver: asyncio.Task[None] | None = None
         self.leading = False
+        self.lock_lost = False  # set by the lock's watch: this relay must stop publishing
         # Events this process recorded, by notification id, until the relay publishes them.
         self.recent: dict[int, Any] = {}
         self.recent_lock = threading.Lock()  # `remember` runs in the writer's thread
@@ -411,10 +414,42 @@ class Relay:
                 await self.reader.close()
 
     async def _lead(self) -> None:
-        while not await asyncio.to_thread(self._try_lock):
-            await asyncio.sleep(1.0)
-        log.info("%s holds the lock; publishing from position %s", self.name, self.position)
         while True:
+            await self._acquire()
+            log.info("%s holds the lock; publishing from position %s", self.name, self.position)
+            watch = asyncio.create_task(self._watch_lock())
+            try:
+                await self._publish_while_held()
+            finally:
+                watch.cancel()
+            log.warning("%s lost its lock (its database session ended); standing by", self.name)
+            self._stand_by()
+
+    async def _acquire(self) -> None:
+        while True:
+            try:
+                if await asyncio.to_thread(self._try_lock):
+                    return
+            except Exception as error:  # the store is down: wait for it
+                log.warning("relay cannot ask the store for its lock (%s); retrying", error)
+            await asyncio.sleep(1.0)
+
+    async def _watch_lock(self) -> None:
+        """The lock lives as long as its database session: once that ends (the server restarted,
+        the connection was cut) another relay may take it, and this one must stop publishing."""
+        while await asyncio.to_thread(self.lock.still_held):
+            await asyncio.sleep(LOCK_CHECK_SECONDS)
+        self.lock_lost = True
+        self.wakeup.set()
+
+    def _stand_by(self) -> None:
+        """Stop leading: what was not confirmed is the next leader's to publish, from the saved position."""
+        self.leading = self.lock_lost = False
+        self._rewind()
+        self.recorded = min(self.recorded, self.position)
+
+    async def _publish_while_held(self) -> None:
+        while not self.lock_lost:
             self.wakeup.clear()  # a commit from now on brings the relay round again
             try:
                 published = await self.publish_pending()
@@ -436,7 +471,7 @@ class Relay:
             if published and (not self.from_memory or self.sent + 1 in self.recent or self.others_committed):
                 continue  # there may be more: in the store, in memory, or from another process
             # Nothing more, or this process's commits all sent: until the next commit, of this
-            # process (a poke) or another (NOTIFY), or the poll.
+            # process (a poke) or another (NOTIFY), the poll, or the lock's loss.
             self._save_soon()  # again, if the last write failed
             if self.failure is not None:
                 continue

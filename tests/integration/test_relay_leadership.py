@@ -29,16 +29,32 @@ TAKEOVER_SECONDS = 5.0  # the standby asks for the lock every second
 Message = aio_pika.abc.AbstractIncomingMessage
 
 
+# The sessions holding intake's relay lock on the connection's database.
+LOCK_HOLDERS = (
+    "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND (l.classid::bigint << 32 | l.objid::bigint) = %s")
+
+
+def lock_sessions(database_url: str) -> list[tuple[str, int]]:
+    """The sessions (process name, backend pid) holding intake's relay lock on this database."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(f"SELECT a.application_name, a.pid {LOCK_HOLDERS}",
+                            (RelayLock({}, "casework.relay").key,)).fetchall()
+    return sorted((name, pid) for name, pid in rows)
+
+
 def relay_lock_holders(database_url: str) -> list[str]:
     """The processes (by session name) whose session holds intake's relay lock on this database."""
-    key = RelayLock({}, "casework.relay").key
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
-            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "AND (l.classid::bigint << 32 | l.objid::bigint) = %s", (key,)).fetchall()
-    return sorted(row[0] for row in rows)
+    return [name for name, _ in lock_sessions(database_url)]
+
+
+def end_the_lock_session(database_url: str) -> None:
+    """End the session holding the relay's lock, as a restart of the server or a cut connection
+    would: the lock goes with it, though the process that took it lives on."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"SELECT pg_terminate_backend(a.pid) {LOCK_HOLDERS}", (RelayLock({}, "casework.relay").key,))
 
 
 def asks_for_the_lock(database_url: str, name: str) -> bool:
@@ -193,3 +209,40 @@ async def test_on_sqlite_one_relay_leads_and_the_standby_takes_over_when_it_is_k
         amqp_url, sqlite_url, tmp_path, leaders=sqlite_leaders,
         # The relay asks for the lock as the consumer starts, and every second after.
         standing_by=lambda process, _: "intake consuming casework.intake" in process.log())
+
+
+async def test_a_relay_whose_lock_session_ends_stands_by_while_the_other_leads(
+        amqp_url: str, database_url: str, tmp_path: Path) -> None:
+    """The advisory lock lives as long as its database session (a restart of the server, a cut
+    connection end it). Then the standby may take the lock at once, so the relay that held it
+    must stop publishing, and ask for the lock again like any standby."""
+    store = Store(database_url)
+    try:
+        async with Client(amqp_url) as client:
+            await client.declare_topology()
+            tap = await client.tap("casework.events", "#")
+            with intake_processes(amqp_url, database_url, tmp_path):
+                [(leader, session)] = await until(lambda: lock_sessions(database_url), what="a relay taking the lock")
+                [standby] = set(NAMES) - {leader}
+                await until(lambda: asks_for_the_lock(database_url, standby), what="the other relay standing by")
+                await publish_cases(client, "BEFORE", 20)
+                await everything_published(tap, store, commands=40)
+
+                end_the_lock_session(database_url)
+                # Either relay may take the lock now; the other must then stand by.
+                [(leader, _)] = await until(lambda: [s for s in lock_sessions(database_url) if s[1] != session],
+                                            timeout=TAKEOVER_SECONDS, what="a new session taking the lock")
+                [standby] = set(NAMES) - {leader}
+                await until(lambda: asks_for_the_lock(database_url, standby), timeout=TAKEOVER_SECONDS,
+                            what=f"{standby} standing by")
+                since = len(relayed(await tap.settle(quiet=0.5)))
+                await publish_cases(client, "AFTER", 50)
+                await everything_published(tap, store, commands=140)
+                await tap.settle(quiet=1.0)
+            expected = await asyncio.to_thread(store.message_ids)
+    finally:
+        store.app.close()
+    messages = relayed(tap.messages)
+    assert restarts(messages[since:]) == [], f"only {leader} publishes once {standby} stands by"
+    assert {m.message_id for m in messages} == expected
+    assert out_of_order(messages) == []
