@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aio_pika.exceptions import AMQPConnectionError
 
+from casework.replay import QueueNotFound
 from casework.settings import ConfigurationError
 from shared.policy import PolicyError
 from shared.store import CipherKeyError, DatabaseUrlError, StoreNotFound, StoreUnreachable
@@ -15,7 +16,7 @@ from shared.store import CipherKeyError, DatabaseUrlError, StoreNotFound, StoreU
 USAGE = 2
 UNREACHABLE = 3
 
-MISCONFIGURED = (DatabaseUrlError, CipherKeyError, PolicyError, StoreNotFound)
+MISCONFIGURED = (DatabaseUrlError, CipherKeyError, PolicyError, StoreNotFound, QueueNotFound)
 
 
 def explain(error: Exception) -> tuple[str, int] | None:

@@ -59,6 +59,10 @@ def last_position(database_url: str) -> int:
         log.close()
 
 
+class QueueNotFound(LookupError):
+    """`replay publish` names a queue the broker does not have."""
+
+
 async def publish_range(database_url: str, amqp_url: str, span: ReplayRange, binding: str, queue: str,
                         exchange: str = "casework.events",
                         progress: Callable[[int], None] | None = None) -> int:
@@ -71,7 +75,11 @@ async def publish_range(database_url: str, amqp_url: str, span: ReplayRange, bin
     sent = 0
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        await channel.declare_queue(queue, passive=True)
+        try:
+            await channel.declare_queue(queue, passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            raise QueueNotFound(f"no queue {queue!r} on the broker at CASEWORK_AMQP_URL: the subscriber "
+                                "declares and binds its queue first") from None
         pending: list[Any] = []
         for position, messages in await asyncio.to_thread(lambda: list(history(database_url, span))):
             for message in messages:

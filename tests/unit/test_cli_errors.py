@@ -150,6 +150,19 @@ def test_an_unreachable_rabbitmq_is_one_line_and_exit_3(command: tuple[str, ...]
     assert "Traceback" not in result.output
 
 
+@pytest.mark.integration
+def test_replay_into_a_queue_that_does_not_exist_is_one_line(amqp_url: str, elsewhere: Path) -> None:
+    app = IntakeApplication(load_policy(), "sqlite:///cases.db")
+    receive(app)
+    app.close()
+    result = casework("replay", "publish", "--binding", "complaint.#", "--queue", "casework.client.nobody.x",
+                      CASEWORK_DATABASE_URL="sqlite:///cases.db", CASEWORK_AMQP_URL=amqp_url)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.endswith("\nerror: no queue 'casework.client.nobody.x' on the broker at CASEWORK_AMQP_URL: "
+                                  "the subscriber declares and binds its queue first\n")
+    assert "Traceback" not in result.output
+
+
 def test_publish_names_a_body_file_that_cannot_be_read(elsewhere: Path) -> None:
     result = casework("publish", "complaint.receive", "--json", "@nowhere.json")
     assert (result.exit_code, result.stderr) == (2, "error: --json @nowhere.json: No such file or directory\n")
