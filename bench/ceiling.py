@@ -442,7 +442,7 @@ async def latency_ceiling(rate: float, seconds: float, amqp_url: str, database_u
     # Here, not at the top: this file also runs as a script (the publisher and the pipeline
     # children), where the repository's packages need not be importable.
     from bench import load
-    from shared.relay import Outgoing
+    from shared.publishing import Outgoing
 
     n = int(rate * seconds)
     s = _Scratch.new()

@@ -21,7 +21,7 @@ import orjson
 import psycopg
 
 from bench import ceiling, load
-from shared.relay import Outgoing
+from shared.publishing import Outgoing
 
 AMQP = os.environ.get("CASEWORK_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG = os.environ.get("CASEWORK_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

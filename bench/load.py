@@ -15,7 +15,7 @@ from collections.abc import Callable
 import aio_pika
 import aiormq
 
-from shared.relay import AmqpPublisher, Outgoing
+from shared.publishing import AmqpPublisher, Outgoing
 
 PAGE_TICK = 0.002
 

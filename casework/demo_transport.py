@@ -16,7 +16,7 @@ from faststream.rabbit.testing import TestRabbitBroker
 
 from casework.settings import Settings
 from shared.broker import make_broker
-from shared.relay import BrokerPublisher, RelayPublisher
+from shared.publishing import BrokerPublisher, RelayPublisher
 from shared.topology import COMMANDS, DEAD, ESCALATIONS, EVENTS, bound, declare
 
 if TYPE_CHECKING:

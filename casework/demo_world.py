@@ -20,7 +20,7 @@ from services.escalation.settings import EscalationSettings
 from services.intake.main import IntakeService
 from services.rewards.main import RewardsService
 from shared.policy import Policy, load_policy
-from shared.relay import RelayPublisher
+from shared.publishing import RelayPublisher
 
 POLICY = Path(__file__).with_name("demo_policy.toml")
 ZONE = ZoneInfo("Asia/Shanghai")

@@ -12,7 +12,7 @@ import aio_pika
 from eventsourcing.application import Application
 
 from services.intake.translate import outgoing
-from shared.relay import Outgoing
+from shared.publishing import Outgoing
 from shared.store import eventsourcing_env
 from shared.topology import topic_matches
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from services.escalation.domain import Escalation, Fact, Lapse, StageWarning
 from shared.events import EventMessage, WarningNotice
 from shared.events.commands import ComplaintEscalate, LapseReason
-from shared.relay import Outgoing
+from shared.publishing import Outgoing
 
 OWN_COMMANDS = "escalate:"
 

@@ -14,7 +14,8 @@ from services.intake.consumer import AmqpSource, IntakeConsumer, build_router
 from services.intake.translate import outgoing
 from shared.broker import make_broker
 from shared.policy import Policy
-from shared.relay import Relay, RelayPublisher
+from shared.publishing import RelayPublisher
+from shared.relay import Relay
 from shared.serve import serve
 from shared.topology import declare
 

@@ -10,7 +10,7 @@ import orjson
 from services.intake.domain import CommandRecord, Complaint, Period, SurplusReport
 from shared.chain import ChainedAggregate, wire_name
 from shared.events import EscalationNotice
-from shared.relay import Outgoing, event_envelope, event_message
+from shared.publishing import Outgoing, event_envelope, event_message
 
 STREAMS: dict[str, type[ChainedAggregate]] = {
     "Complaint": Complaint, "SurplusReport": SurplusReport, "Period": Period, "CommandRecord": CommandRecord,

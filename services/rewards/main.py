@@ -15,7 +15,9 @@ from services.rewards.consumer import RewardsConsumer, build_router
 from services.rewards.translate import outgoing
 from shared.broker import make_broker
 from shared.policy import Policy
-from shared.relay import Relay, RelayLock, RelayPublisher, store_settings
+from shared.publishing import RelayPublisher
+from shared.relay import Relay
+from shared.relay_lock import RelayLock, store_settings
 from shared.serve import serve, tune_gc
 from shared.topology import declare
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from services.rewards.domain import Ledger
 from shared.chain import wire_name
-from shared.relay import Outgoing, event_envelope, event_message
+from shared.publishing import Outgoing, event_envelope, event_message
 
 EVENTS_EXCHANGE = "casework.events"
 

@@ -16,7 +16,7 @@ from services.intake.application import IntakeApplication
 from shared.events import Outcome
 from shared.pgstore import AsyncNotificationReader, AsyncPositionWriter, QuietTrackingRecorder
 from shared.policy import load_policy
-from shared.relay import store_settings
+from shared.relay_lock import store_settings
 from tests.unit.commands import submission
 
 pytestmark = pytest.mark.integration

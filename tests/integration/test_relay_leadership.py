@@ -18,7 +18,7 @@ import pytest
 from services.intake.application import IntakeApplication
 from services.intake.domain import complaint_id
 from shared.policy import load_policy
-from shared.relay import RelayLock
+from shared.relay_lock import RelayLock
 from tests.support.live import Client, Tap, complaint_body, out_of_order, until
 from tests.support.processes import ServiceProcess
 

@@ -16,7 +16,8 @@ import pytest
 from services.intake.application import IntakeApplication
 from services.intake.translate import outgoing
 from shared.policy import load_policy
-from shared.relay import Outgoing, Relay
+from shared.publishing import Outgoing
+from shared.relay import Relay
 from tests.unit.commands import act, receive, send
 
 POLICY = load_policy()
