@@ -186,7 +186,7 @@ def contract(
     """The AsyncAPI document generated from the services' FastStream routers."""
     from casework.asyncapi import asyncapi_document
 
-    document = json.dumps(asyncapi_document(), indent=2, ensure_ascii=False) + "\n"
+    document = json.dumps(asyncapi_document(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"  # stable diffs
     if output:
         output.write_text(document)
         console.print(f"wrote {output}")

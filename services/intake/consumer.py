@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -15,7 +16,9 @@ from typing import Any
 
 import aio_pika
 import aiormq
+import psycopg
 from aiormq.abc import DeliveredMessage
+from eventsourcing.persistence import PersistenceError
 from faststream import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker, RabbitMessage, RabbitRouter
 from pamqp.commands import Basic
@@ -32,6 +35,12 @@ log = logging.getLogger("casework.intake")
 # A batch that would start with fewer than LINGER_BELOW commands waits LINGER_SECONDS for more.
 LINGER_BELOW = 16
 LINGER_SECONDS = 0.002
+# What the store, its driver or the network raise while they are down or refusing writes: a
+# batch failing so waits for them. Anything else is casework's own fault (see `_record`).
+OUTAGES: tuple[type[BaseException], ...] = (
+    PersistenceError, psycopg.Error, sqlite3.Error, OSError, TimeoutError, ConnectionError)
+# A batch failing with anything else this often is recorded one command at a time.
+ISOLATE_AFTER = 2
 
 
 class Malformed(Exception):
@@ -158,27 +167,79 @@ class IntakeConsumer:
                 await asyncio.sleep(LINGER_SECONDS)
             while len(batch) < self.batch_size and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
-            outcomes = await self._submit_until_stored([p.submission for p in batch])
-            crash_point("intake_before_ack")
-            if self.on_commit:
-                self.on_commit()
-            for pending, outcome in zip(batch, outcomes, strict=True):
-                if outcome.status == "duplicate":
-                    await self.answer_unrecorded(pending.raw, outcome)
-            await self.acks.ack_batch(batch)
+            while batch:
+                recorded, outcomes, faulty = await self._record(batch)
+                crash_point("intake_before_ack")
+                if self.on_commit and recorded:
+                    self.on_commit()
+                for pending, outcome in zip(recorded, outcomes, strict=True):
+                    if outcome.status == "duplicate":
+                        await self.answer_unrecorded(pending.raw, outcome)
+                if faulty is not None:
+                    await self.set_aside(*faulty)
+                await self.acks.ack_batch(recorded)
+                batch = batch[len(recorded) + (faulty is not None):]
             self.busy = False
 
-    async def _submit_until_stored(self, submissions: list[Submission]) -> list[Outcome]:
-        """An outage of the store never rejects or dead-letters a valid command: it waits."""
-        delay = 0.2
+    async def _record(self, batch: list[Pending]) -> tuple[list[Pending], list[Outcome],
+                                                            tuple[Pending, Exception] | None]:
+        """Record the batch, or its first part: (recorded, their outcomes, a command set aside).
+
+        An outage of the store never rejects or dead-letters a valid command: it waits. A
+        failure that is not an outage (`OUTAGES`) is a fault of casework's own, which must not
+        hold up every branch behind one command: the batch is then recorded one command at a
+        time, in order, and a command that fails so on its own twice is set aside, the rest
+        recorded; an outage met on the way stops there and waits, keeping what was recorded.
+        """
+        delay, faults = 0.2, 0
         while True:
             try:
-                return await self.app.submit_async(submissions)
-            except Exception as error:
+                return batch, await self.app.submit_async([p.submission for p in batch]), None
+            except OUTAGES as error:
                 log.warning("event store unavailable (%s: %s); holding %d commands and retrying in %.1fs",
-                            type(error).__name__, error, len(submissions), delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                            type(error).__name__, error, len(batch), delay)
+            except Exception as error:
+                faults += 1
+                log.warning("recording %d commands failed (%s: %s)", len(batch), type(error).__name__, error)
+                if faults >= ISOLATE_AFTER:
+                    parted = await self._one_at_a_time(batch)
+                    if parted is not None:
+                        return parted
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _one_at_a_time(self, batch: list[Pending]) -> tuple[list[Pending], list[Outcome],
+                                                                   tuple[Pending, Exception] | None] | None:
+        recorded: list[Pending] = []
+        outcomes: list[Outcome] = []
+        for pending in batch:
+            failure: Exception | None = None
+            for _ in range(2):
+                try:
+                    [outcome] = await self.app.submit_async([pending.submission])
+                except OUTAGES:
+                    return (recorded, outcomes, None) if recorded else None  # wait, keeping what was recorded
+                except Exception as error:
+                    failure = error
+                    await asyncio.sleep(0.1)
+                    continue
+                recorded.append(pending)
+                outcomes.append(outcome)
+                failure = None
+                break
+            if failure is not None:
+                return recorded, outcomes, (pending, failure)
+        return recorded, outcomes, None
+
+    async def set_aside(self, pending: Pending, error: Exception) -> None:
+        """A command intake fails on by its own fault goes to casework.dead, so the rest flow."""
+        log.error("intake cannot record %s (%s) and sets it aside in casework.dead: %s: %s",
+                  pending.submission.message_id, pending.submission.command.routing_key, type(error).__name__,
+                  error, exc_info=error)
+        await self.dead_letter(pending.raw, ErrorCode.INTERNAL_ERROR,
+                               f"intake failed on this command ({type(error).__name__}); it is set aside "
+                               "so that other commands flow, and can be sent again once that is put right",
+                               pending.channel)
 
     async def dead_letter(self, raw: Received, code: ErrorCode, message: str,
                           channel: int) -> None:

@@ -13,6 +13,8 @@ class ErrorCode(StrEnum):
     UNKNOWN_COMMAND = "unknown_command"
     MISSING_MESSAGE_ID = "missing_message_id"
     REROUTED = "rerouted"
+    # Intake's own fault, not the sender's: the command is set aside in casework.dead.
+    INTERNAL_ERROR = "internal_error"
     # Who is speaking.
     MISSING_USER_ID = "missing_user_id"
     UNKNOWN_USER = "unknown_user"
