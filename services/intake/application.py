@@ -27,7 +27,7 @@ from services.intake.domain import (
 )
 from services.intake.periods import period_after, period_of, validate_period
 from services.intake.prefetch import aggregates_from, load_aggregates
-from shared.chain import Cause, ChainedAggregate
+from shared.chain import Cause, ChainedAggregate, events_made
 from shared.events import Outcome, OutcomeError
 from shared.events import commands as c
 from shared.pgstore import AsyncEventWriter, BinaryInsertRecorder
@@ -37,6 +37,10 @@ from shared.transcoder import OrjsonTranscoder
 
 log = logging.getLogger("casework.intake")
 Clock = Callable[[], datetime]
+
+
+class HalfApplied(RuntimeError):
+    """A command was refused after it had changed a stream: a fault in intake, never saved."""
 
 
 def utc_now() -> datetime:
@@ -237,6 +241,7 @@ class IntakeApplication(Application[UUID]):
     def _apply(self, batch: Batch, submission: Submission) -> Outcome:
         command = submission.command
         stream_id: UUID | None = None
+        made = events_made()
         try:
             principal = self.policy.principal(submission.user_id)
             if principal is None:
@@ -247,6 +252,10 @@ class IntakeApplication(Application[UUID]):
             stream_id = target_stream(command)
             stream_id = handler(batch, actor, cause, command) or stream_id
         except DomainError as error:
+            if events_made() != made:
+                # Its events would be saved with the batch although the command was refused.
+                raise HalfApplied(f"{command.routing_key} {submission.message_id} was refused ({error.code}) "
+                                  "after it had changed a stream") from error
             return Outcome(command_id=submission.message_id, command=command.routing_key, status="rejected",
                            stream_id=stream_id, error=OutcomeError(code=error.code, message=str(error)))
         aggregate = batch.get(stream_id) if stream_id else None

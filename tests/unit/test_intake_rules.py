@@ -140,3 +140,23 @@ def test_a_report_names_its_goods_category_for_the_rewards_policy(app: IntakeApp
     report_id = report(app, goods_category="electronics").stream_id
     [reported] = list(app.events.get(report_id))
     assert reported.goods_category == "electronics"
+
+
+def test_a_command_refused_after_it_changed_a_stream_is_never_half_saved(
+        app: IntakeApplication, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checks come before changes, so no rule refuses a command midway today. Were one to (here a
+    rule made up for the test: no goods located on a case that awaits the customer), the review
+    and period events made before the refusal must not be saved with the batch."""
+    import services.intake.domain as domain
+    from services.intake.application import HalfApplied
+
+    shortage = receive(app, "SHORT", category="shortage").stream_id
+    assert act(app, "await_customer", shortage).status == "accepted"
+    report_id = report(app).stream_id
+    monkeypatch.setattr(domain, "PAUSE_ALLOWS", domain.PAUSE_ALLOWS - {"locate_goods"})
+    with pytest.raises(HalfApplied, match=r"surplus\.review .* was refused \(invalid_transition\)"):
+        review(app, report_id, matched_case_id=str(shortage))
+    recorded = [n.topic.split(":")[-1] for n in app.recorder.select_notifications(1, 1000)]
+    assert not [topic for topic in recorded if topic.startswith(("Period.", "SurplusReport.Reviewed"))], recorded
+    monkeypatch.undo()
+    assert review(app, report_id, matched_case_id=str(shortage)).status == "accepted"
