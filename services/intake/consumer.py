@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -16,9 +15,7 @@ from typing import Any
 
 import aio_pika
 import aiormq
-import psycopg
 from aiormq.abc import DeliveredMessage
-from eventsourcing.persistence import PersistenceError
 from faststream import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker, RabbitMessage, RabbitRouter
 from pamqp.commands import Basic
@@ -27,6 +24,7 @@ from pydantic import ValidationError
 from services.intake.application import IntakeApplication, Submission
 from shared.events import COMMANDS, MAX_BODY_BYTES, ErrorCode, Outcome, OutcomeError, parse_command
 from shared.faults import crash_point
+from shared.store import ISOLATE_AFTER, OUTAGES
 from shared.topology import COMMANDS as COMMANDS_EXCHANGE
 from shared.topology import DEAD, EVENTS, INTAKE_QUEUE, declare_consumed_queue
 
@@ -35,12 +33,6 @@ log = logging.getLogger("casework.intake")
 # A batch that would start with fewer than LINGER_BELOW commands waits LINGER_SECONDS for more.
 LINGER_BELOW = 16
 LINGER_SECONDS = 0.002
-# What the store, its driver or the network raise while they are down or refusing writes: a
-# batch failing so waits for them. Anything else is casework's own fault (see `_record`).
-OUTAGES: tuple[type[BaseException], ...] = (
-    PersistenceError, psycopg.Error, sqlite3.Error, OSError, TimeoutError, ConnectionError)
-# A batch failing with anything else this often is recorded one command at a time.
-ISOLATE_AFTER = 2
 
 
 class Malformed(Exception):

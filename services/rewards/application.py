@@ -136,18 +136,12 @@ class RewardsApplication(Application[UUID]):
                 log.info("version conflict in the rewards store; retrying (%d)", attempt + 1)
                 self.cache.clear()
                 self.learn_store()
-            except RewardsError:
-                if len(events) == 1:
-                    raise
-                return [self._one(event, before_commit) for event in events]
+            except RewardsError as error:
+                if len(events) > 1:  # take them one at a time: only the one that cannot is rejected
+                    return [self.process([event], before_commit)[0] for event in events]
+                log.warning("%s %s rejected: %s", events[0].event, up.message_id(events[0]), error)
+                return [Result("rejected", error.code, str(error))]
         raise RuntimeError(f"rewards store kept conflicting after {attempts} attempts")
-
-    def _one(self, event: EventMessage, before_commit: Callable[[], None] | None) -> Result:
-        try:
-            return self.process([event], before_commit)[0]
-        except RewardsError as error:
-            log.warning("%s %s rejected: %s", event.event, up.message_id(event), error)
-            return Result("rejected", error.code, str(error))
 
     def _commit(self, apply: Callable[[Work], list[Result]],
                 before_commit: Callable[[], None] | None) -> list[Result]:

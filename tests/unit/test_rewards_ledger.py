@@ -273,3 +273,24 @@ def test_rewards_names_intakes_period_streams_as_intake_does() -> None:
 
     # period.decided names its stream, not its period: rewards finds the book through this id.
     assert [period_stream_id(p) for p in ("2026-11", "2026-W48")] == [period_id(p) for p in ("2026-11", "2026-W48")]
+
+
+@pytest.mark.parametrize("alone", [True, False], ids=["alone", "in-a-batch"])
+def test_an_event_that_cannot_take_effect_is_rejected_with_its_code_alone_or_in_a_batch(
+        alone: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alone, it used to be raised instead, which the consumer took for an outage and retried for ever."""
+    from services.rewards.application import RewardsApplication
+    from services.rewards.domain import PeriodClosed
+
+    world, _ = three_way_world()
+    messages = world.messages()
+    reviewed = [m for m in messages if m[0].startswith("surplus.reviewed")]
+    app = rewards()
+    def closed(self: RewardsApplication, work: object, cause: object, event: object) -> None:
+        raise PeriodClosed("period 2026-11 is decided")
+
+    monkeypatch.setattr(RewardsApplication, "_on_reviewed", closed)
+    batch = reviewed if alone else [m for m in messages if m not in reviewed] + reviewed
+    results = app.process(read(batch))
+    assert (results[-1].status, results[-1].code) == ("rejected", "period_decided")
+    assert all(r.status != "rejected" for r in results[:-1])
