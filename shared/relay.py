@@ -342,6 +342,8 @@ class Relay:
         except Refused as own_refusal:
             log.error("casework's own services' queues refuse %s: holding until they take them", own_refusal)
             return False
+        if len(self.passed_over) > RECENT_LIMIT:  # ids whose later copies were taken after all
+            self.passed_over.clear()  # their keys' refusals still pass at once (refused_since)
         self.passed_over.update(message.message_id for message in refusal.messages)
         positions = [p for message in refusal.messages if (p := message.headers.get("x-casework-position"))]
         log.error("a subscriber's queue refused for %.0f s: passing over it (%s); casework's services have "
