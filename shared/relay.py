@@ -338,9 +338,13 @@ class Relay:
                if reaches_services(message.exchange, message.routing_key)]
         try:
             if own:
-                await (await self.publisher.send_page(own))
+                async with asyncio.timeout(PAGE_TIMEOUT):
+                    await (await self.publisher.send_page(own))
         except Refused as own_refusal:
             log.error("casework's own services' queues refuse %s: holding until they take them", own_refusal)
+            return False
+        except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, OSError, RuntimeError) as error:
+            log.warning("relay cannot give the services their copies (%s); trying again", error)
             return False
         if len(self.passed_over) > RECENT_LIMIT:  # ids whose later copies were taken after all
             self.passed_over.clear()  # their keys' refusals still pass at once (refused_since)

@@ -220,3 +220,46 @@ def test_processes_opening_a_fresh_sqlite_store_together_all_open_their_relay(tm
 
 def _positions(pages: Pages) -> list[Any]:
     return [m.headers["x-casework-position"] for page in pages.sent for m in page]
+
+
+class RefusingPages(Pages):
+    """Refuses every message routed to `key`; `casework.services` fails as a broker that went away."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+
+    async def send_page(self, messages: Sequence[Outgoing]) -> Awaitable[None]:
+        from shared.publishing import Refused
+
+        if any(m.exchange == "casework.services" for m in messages):
+            raise ConnectionError("the broker went away")
+        confirmation = await super().send_page(messages)
+        refused = [m for m in messages if m.routing_key == self.key]
+        if not refused:
+            return confirmation
+        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        failed.set_exception(Refused(refused))
+        return failed
+
+
+async def test_a_broker_gone_while_the_services_get_their_copies_holds_the_relay_and_does_not_end_it(
+        app: IntakeApplication, caplog: pytest.LogCaptureFixture) -> None:
+    """Past its patience the relay sends the refused messages to the services; a failure there
+    is one more reason to hold and try again, not the end of the relay."""
+    receive(app, "R1")
+    pages = RefusingPages("complaint.received.GZ01")
+    relay = Relay(app, pages, outgoing, "test.relay", refusal_seconds=0.0)
+    task = asyncio.create_task(relay.run())
+    try:
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if "cannot give the services their copies" in caplog.text:
+                break
+        assert "cannot give the services their copies" in caplog.text
+        assert not task.done(), task
+        assert relay.position == 0
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
