@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.conftest import rabbitmqctl
-from tests.support.live import Client, complaint_body, until
+from tests.support.live import Client, Tap, complaint_body, until
 from tests.support.processes import ServiceProcess
 from tests.support.store import event_counts, inserts_waiting
 
@@ -23,10 +24,10 @@ pytestmark = pytest.mark.integration
 
 
 @contextlib.asynccontextmanager
-async def events_locked(database_url: str) -> AsyncIterator[None]:
-    """Intake's insert waits for this lock until the block ends."""
+async def events_locked(database_url: str, table: str = "casework_events") -> AsyncIterator[None]:
+    """The service's insert (intake's by default) waits for this lock until the block ends."""
     async with await psycopg.AsyncConnection.connect(database_url) as holder:
-        await holder.execute("LOCK TABLE casework_events IN ROW SHARE MODE")
+        await holder.execute(sql.SQL("LOCK TABLE {} IN ROW SHARE MODE").format(sql.Identifier(table)))
         yield
 
 
@@ -40,10 +41,10 @@ async def waiting_in_queue(client: Client) -> int:
     return declared.message_count or 0
 
 
-def consuming(amqp_url: str) -> bool:
-    """Whether anyone consumes casework.intake: the first thing a stop ends."""
+def consuming(amqp_url: str, queue: str = "casework.intake") -> bool:
+    """Whether anyone consumes the queue (intake's by default): the first thing a stop ends."""
     vhost = urlsplit(amqp_url).path.lstrip("/")
-    return "casework.intake" in rabbitmqctl("list_consumers", "-p", vhost, "queue_name")
+    return queue in rabbitmqctl("list_consumers", "-p", vhost, "queue_name").split()
 
 
 async def exits_within(service: ServiceProcess, seconds: float) -> bool:
@@ -54,9 +55,23 @@ async def exits_within(service: ServiceProcess, seconds: float) -> bool:
     return True
 
 
-def intake_process(amqp_url: str, database_url: str, tmp_path: Path) -> ServiceProcess:
+def casework_process(only: str, amqp_url: str, database_url: str, tmp_path: Path) -> ServiceProcess:
     env = {"CASEWORK_AMQP_URL": amqp_url, "CASEWORK_DATABASE_URL": database_url}
-    return ServiceProcess("intake", env, tmp_path / "intake.log")
+    return ServiceProcess(only, env, tmp_path / f"{only}.log")
+
+
+@contextlib.asynccontextmanager
+async def intake_watched(amqp_url: str, database_url: str,
+                         tmp_path: Path) -> AsyncIterator[tuple[ServiceProcess, Client, Tap, Tap]]:
+    """Intake as a process, not started yet; a client with the topology declared and taps on
+    outcomes and complaint events. However the test ends, the process does not outlive it."""
+    service = casework_process("intake", amqp_url, database_url, tmp_path)
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        outcomes = await client.tap("casework.events", "command.#")
+        events = await client.tap("casework.events", "complaint.#")
+        with service:
+            yield service, client, outcomes, events
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -65,25 +80,18 @@ async def test_a_signal_lets_the_batch_held_mid_commit_finish_before_the_process
     """Stopped by a supervisor or Ctrl-C while a batch waits on the database, intake waits for it:
     once the commit goes through, the branch has its answer and the events are out, the queue
     holds nothing to redeliver, and the process exits by itself, successfully."""
-    service = intake_process(amqp_url, database_url, tmp_path)
-    async with Client(amqp_url) as client:
-        await client.declare_topology()
-        outcomes = await client.tap("casework.events", "command.#")
-        events = await client.tap("casework.events", "complaint.#")
-        try:
-            service.start()
-            first = await client.publish("complaint.receive", complaint_body(case_ref="FIRST"))
-            assert (await outcomes.outcome_for(first, timeout=30))["status"] == "accepted", service.log()
-            async with events_locked(database_url):
-                held = await client.publish("complaint.receive", complaint_body(case_ref="HELD"))
-                await until(lambda: inserts_waiting(database_url), timeout=10, what="the batch's insert waiting")
-                service.send(signal_number)
-                await until(lambda: not consuming(amqp_url), timeout=10, what="intake to stop consuming")
-                assert not await exits_within(service, 1.0), "intake exited with its batch still held"
-            assert await exits_within(service, 20), "intake did not exit once its batch committed"
-            assert service.exited() == 0, service.log()[-2000:]
-        finally:
-            service.stop()
+    async with intake_watched(amqp_url, database_url, tmp_path) as (service, client, outcomes, events):
+        service.start()
+        first = await client.publish("complaint.receive", complaint_body(case_ref="FIRST"))
+        assert (await outcomes.outcome_for(first, timeout=30))["status"] == "accepted", service.log()
+        async with events_locked(database_url):
+            held = await client.publish("complaint.receive", complaint_body(case_ref="HELD"))
+            await until(lambda: inserts_waiting(database_url), timeout=10, what="the batch's insert waiting")
+            service.send(signal_number)
+            await until(lambda: not consuming(amqp_url), timeout=10, what="intake to stop consuming")
+            assert not await exits_within(service, 1.0), "intake exited with its batch still held"
+        assert await exits_within(service, 20), "intake did not exit once its batch committed"
+        assert service.exited() == 0, service.log()[-2000:]
         assert (await outcomes.outcome_for(held, timeout=2))["status"] == "accepted"
         received = await events.collect(2, timeout=2)
         assert sorted(m.routing_key for m in received) == ["complaint.received.GZ01"] * 2
@@ -97,32 +105,25 @@ async def test_past_its_grace_period_intake_exits_and_the_held_command_is_answer
     """A commit that outlasts CASEWORK_STOP_GRACE_SECONDS does not hold the stop: the process
     exits, its insert abandoned and the command unacked. The next start records it and
     answers it once: nothing was recorded behind the process's back."""
-    service = intake_process(amqp_url, database_url, tmp_path)
-    async with Client(amqp_url) as client:
-        await client.declare_topology()
-        outcomes = await client.tap("casework.events", "command.#")
-        events = await client.tap("casework.events", "complaint.#")
-        try:
-            service.start(CASEWORK_STOP_GRACE_SECONDS="1")
-            first = await client.publish("complaint.receive", complaint_body(case_ref="FIRST"))
-            assert (await outcomes.outcome_for(first, timeout=30))["status"] == "accepted", service.log()
-            async with events_locked(database_url):
-                held = await client.publish("complaint.receive", complaint_body(case_ref="HELD"))
-                await until(lambda: inserts_waiting(database_url), timeout=10, what="the batch's insert waiting")
-                service.send(signal.SIGTERM)
-                # Well short of the default 10 s, however slow the machine is to shut down.
-                assert await exits_within(service, 8), "intake held on past its grace period"
-                assert service.exited() == 0, service.log()[-2000:]
-                assert "redelivers it to the next start" in service.log()
-                assert inserts_waiting(database_url) == 0, "the abandoned insert still waits to commit"
-                assert await waiting_in_queue(client) == 1, "the held command is back in the queue"
-            assert event_counts(database_url)["Complaint.Received"] == 1
-            service.start()
-            assert (await outcomes.outcome_for(held, timeout=30))["status"] == "accepted", service.log()
-            await outcomes.settle(quiet=1.0)
-        finally:
-            stopped = service.stop()
-        assert stopped == 0, service.log()[-2000:]
+    async with intake_watched(amqp_url, database_url, tmp_path) as (service, client, outcomes, events):
+        service.start(CASEWORK_STOP_GRACE_SECONDS="1")
+        first = await client.publish("complaint.receive", complaint_body(case_ref="FIRST"))
+        assert (await outcomes.outcome_for(first, timeout=30))["status"] == "accepted", service.log()
+        async with events_locked(database_url):
+            held = await client.publish("complaint.receive", complaint_body(case_ref="HELD"))
+            await until(lambda: inserts_waiting(database_url), timeout=10, what="the batch's insert waiting")
+            service.send(signal.SIGTERM)
+            # Well short of the default 10 s, however slow the machine is to shut down.
+            assert await exits_within(service, 8), "intake held on past its grace period"
+            assert service.exited() == 0, service.log()[-2000:]
+            assert "redelivers it to the next start" in service.log()
+            assert inserts_waiting(database_url) == 0, "the abandoned insert still waits to commit"
+            assert await waiting_in_queue(client) == 1, "the held command is back in the queue"
+        assert event_counts(database_url)["Complaint.Received"] == 1
+        service.start()
+        assert (await outcomes.outcome_for(held, timeout=30))["status"] == "accepted", service.log()
+        await outcomes.settle(quiet=1.0)
+        assert service.stop() == 0, service.log()[-2000:]
         assert [o["status"] for o in outcomes.bodies() if o["command_id"] == held] == ["accepted"]
         await events.settle(quiet=0.5)
         assert sorted(e["case_ref"] for e in events.bodies()) == ["FIRST", "HELD"]

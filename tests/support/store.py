@@ -54,9 +54,15 @@ def received_streams(database_url: str) -> int:
     return int(rows[0][0]) if rows else 0
 
 
-def inserts_waiting(database_url: str) -> int:
-    """Sessions waiting for a lock on the events table: a batch's insert held mid-commit."""
+def event_ids(database_url: str) -> set[str]:
+    """The message id the relay gives each recorded event (`<stream_id>:<version>`): what a tap must hold."""
+    rows = _rows(database_url, "SELECT originator_id, originator_version FROM {t}")
+    return {f"{UUID(str(stream))}:{version}" for stream, version in rows}
+
+
+def inserts_waiting(database_url: str, table: str = "casework_events") -> int:
+    """Sessions waiting for a lock on an events table (intake's by default): a batch's insert held mid-commit."""
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
-                           ("casework_events",)).fetchone()
+                           (table,)).fetchone()
     return int(row[0]) if row else 0
