@@ -18,9 +18,11 @@ from psycopg import sql
 from tests.conftest import rabbitmqctl
 from tests.support.live import Client, Tap, complaint_body, until
 from tests.support.processes import ServiceProcess
-from tests.support.store import event_counts, inserts_waiting
+from tests.support.store import event_counts, event_ids, inserts_waiting, received_streams
 
 pytestmark = pytest.mark.integration
+
+BURST = 300  # commands the relay is stopped behind: 600 events, 60 pages of 10
 
 
 @contextlib.asynccontextmanager
@@ -129,3 +131,44 @@ async def test_past_its_grace_period_intake_exits_and_the_held_command_is_answer
         assert sorted(e["case_ref"] for e in events.bodies()) == ["FIRST", "HELD"]
         assert event_counts(database_url)["Complaint.Received"] == 2
         assert await waiting_in_queue(client) == 0
+
+
+@pytest.mark.slow
+async def test_a_relay_in_its_own_process_publishes_what_the_store_held_when_the_signal_came(
+        amqp_url: str, database_url: str, tmp_path: Path) -> None:
+    """`casework run --only relay`, frozen (SIGSTOP, as a starved machine would leave it) while
+    intake commits a burst of commands, is stopped with SIGTERM the moment it runs again: it
+    publishes the whole burst, page after page, before it exits 0. A restart then carries on
+    from there: the next command's events come and none before them is missing."""
+    relay = casework_process("relay", amqp_url, database_url, tmp_path)
+    async with intake_watched(amqp_url, database_url, tmp_path) as (intake, client, outcomes, events):
+        intake.start(CASEWORK_INTAKE_RELAY="false")
+        with relay:
+            # Small pages: the burst is many round trips to the broker, not one.
+            relay.start(CASEWORK_RELAY_PAGE_SIZE="10")
+            first = await client.publish("complaint.receive", complaint_body(case_ref="FIRST"))
+            assert (await outcomes.outcome_for(first, timeout=30))["status"] == "accepted", relay.log()
+            relay.send(signal.SIGSTOP)
+            try:
+                for n in range(BURST):
+                    await client.publish("complaint.receive", complaint_body(case_ref=f"BURST-{n:03d}"))
+                await until(lambda: received_streams(database_url) == BURST + 1, timeout=60,
+                            what="intake committing the burst")
+                assert await outcomes.settle(quiet=0.5) == outcomes.messages[:1], "the frozen relay published"
+                relay.send(signal.SIGTERM)
+            finally:
+                relay.send(signal.SIGCONT)
+            assert await exits_within(relay, 20), "the relay did not exit"
+            assert relay.exited() == 0, relay.log()[-2000:]
+            await outcomes.settle(quiet=0.5)
+            await events.settle(quiet=0.5)
+            assert published_ids(outcomes, events) == event_ids(database_url), "exited before the burst was out"
+            relay.start()
+            last = await client.publish("complaint.receive", complaint_body(case_ref="LAST"))
+            assert (await outcomes.outcome_for(last, timeout=30))["status"] == "accepted", relay.log()
+            await events.collect(BURST + 2, timeout=10)
+            assert relay.stop() == 0, relay.log()[-2000:]
+    assert published_ids(outcomes, events) == event_ids(database_url)
+
+def published_ids(*taps: Tap) -> set[str]:
+    return {message.message_id or "" for tap in taps for message in tap.messages}
