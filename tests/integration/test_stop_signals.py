@@ -6,7 +6,9 @@ A table lock taken by the test holds intake's batch in the middle of its commit.
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,7 +18,17 @@ import pytest
 from psycopg import sql
 
 from tests.conftest import rabbitmqctl
-from tests.support.live import Client, Tap, complaint_body, until
+from tests.integration.test_rewards_crashes import (
+    assert_exactly_once,
+    busy_world,
+    ledger_kinds,
+    publish,
+    quiet,
+    topic_counts,
+)
+from tests.integration.test_rewards_crashes import service as rewards_process
+from tests.integration.test_rewards_flow import rewards_service
+from tests.support.live import Client, Tap, complaint_body, running, until
 from tests.support.processes import ServiceProcess
 from tests.support.store import event_counts, event_ids, inserts_waiting, received_streams
 
@@ -172,3 +184,50 @@ async def test_a_relay_in_its_own_process_publishes_what_the_store_held_when_the
 
 def published_ids(*taps: Tap) -> set[str]:
     return {message.message_id or "" for tap in taps for message in tap.messages}
+
+
+@pytest.mark.slow
+async def test_rewards_stopped_by_a_signal_commits_and_publishes_its_held_batch_and_loses_nothing(
+        amqp_url: str, database_url: str, tmp_path: Path) -> None:
+    """`casework run --only rewards`, sent SIGTERM while a batch of reviews waits on its events
+    table, stays up until the batch commits, publishes its ledger entries and exits 0 by
+    itself. Restarted on what is left, it counts every credit and debit once."""
+    messages = busy_world(30).messages()
+    half = len(messages) // 2
+    rewards = rewards_process(amqp_url, database_url, tmp_path / "rewards.log")
+    async with Client(amqp_url) as client:
+        await client.declare_topology()
+        ledger = await client.tap("casework.events", "ledger.#")
+        with rewards:
+            await publish(client, messages[:half])
+            rewards.start()
+            await until(lambda: topic_counts(database_url)["Ledger.Credited"], timeout=60, what="the first credits")
+            async with events_locked(database_url, "rewards_events"):
+                await publish(client, messages[half:])
+                await until(lambda: inserts_waiting(database_url, "rewards_events"), timeout=10,
+                            what="the batch's insert waiting")
+                rewards.send(signal.SIGTERM)
+                await until(lambda: not consuming(amqp_url, "casework.rewards"), timeout=10,
+                            what="rewards to stop consuming")
+                assert not await exits_within(rewards, 1.0), "rewards exited with its batch still held"
+            assert await exits_within(rewards, 20), "rewards did not exit once its batch committed"
+            assert rewards.exited() == 0, rewards.log()[-2000:]
+        assert "redelivers it to the next start" not in rewards.log()
+        await ledger.settle(quiet=0.5)
+        assert published_kinds(ledger) == ledger_entries(database_url), "rewards exited with entries unpublished"
+        async with running(rewards_service(amqp_url, database_url)) as restarted:
+            await quiet(restarted)
+            await ledger.collect(sum(ledger_kinds(messages).values()) - 2, timeout=60)
+            await ledger.settle(quiet=1.0)
+    assert_exactly_once(database_url, messages, ledger.messages)
+
+
+def published_kinds(tap: Tap) -> Counter[str]:
+    """Ledger events on the tap by kind (`ledger.credited`), each message id once."""
+    return Counter(json.loads(body)["event"] for body in {m.message_id: m.body for m in tap.messages}.values())
+
+
+def ledger_entries(database_url: str) -> Counter[str]:
+    """Ledger events in rewards' store, by the kind they are published as."""
+    return Counter({f"ledger.{kind.split('.')[1].lower()}": count
+                    for kind, count in topic_counts(database_url).items() if kind.startswith("Ledger.")})
