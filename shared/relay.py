@@ -48,6 +48,8 @@ RECENT_LIMIT = 10_000
 # refusals passed over at once for this long; then it gets the patience again. So a queue
 # that refuses on and off holds the relay for at most the patience every this often.
 REFUSAL_MEMORY = 600.0
+# What publishing raises when the broker or the network fails it: the relay holds and tries again.
+PUBLISH_FAILURES = (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
 
 
 class Relay:
@@ -222,7 +224,7 @@ class Relay:
                 if not moving_on:
                     await asyncio.sleep(1.0)
                 continue
-            except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, OSError, RuntimeError) as error:
+            except PUBLISH_FAILURES as error:
                 log.warning("relay cannot publish (%s); publishing again from position %s", error, self.position)
                 self._rewind()
                 await asyncio.sleep(1.0)
@@ -343,7 +345,7 @@ class Relay:
         except Refused as own_refusal:
             log.error("casework's own services' queues refuse %s: holding until they take them", own_refusal)
             return False
-        except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, OSError, RuntimeError) as error:
+        except PUBLISH_FAILURES as error:
             log.warning("relay cannot give the services their copies (%s); trying again", error)
             return False
         if len(self.passed_over) > RECENT_LIMIT:  # ids whose later copies were taken after all

@@ -15,7 +15,6 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import PersistenceError
 
 CIPHER_TOPIC = "eventsourcing.cipher:AESCipher"
 
@@ -128,15 +127,6 @@ def pg_connection_args(env: dict[str, str]) -> dict[str, object]:
     """psycopg's connection arguments for a store's settings (see `eventsourcing_env`)."""
     return {"dbname": env["POSTGRES_DBNAME"], "host": env["POSTGRES_HOST"], "port": env["POSTGRES_PORT"],
             "user": env["POSTGRES_USER"], "password": env.get("POSTGRES_PASSWORD", ""), "connect_timeout": 10}
-
-
-# What the store, its driver or the network raise while they are down or refuse writes: work
-# failing so waits for them. Anything else is a fault of casework's own, which a consumer sets
-# aside rather than let one message hold up all the others.
-OUTAGES: tuple[type[BaseException], ...] = (
-    PersistenceError, psycopg.Error, sqlite3.Error, OSError, TimeoutError, ConnectionError)
-# Work failing with such a fault this often as a batch is retried one message at a time.
-ISOLATE_AFTER = 2
 
 
 SCHEMA_LOCK = 0x6361736573636865  # one advisory lock for every casework process creating tables

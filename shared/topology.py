@@ -34,13 +34,15 @@ DEAD_QUEUE = RabbitQueue("casework.dead", durable=True, queue_type=QueueType.QUO
 
 # The rewards service also follows complaints (to learn of matched shortages) and periods.
 REWARDS_EXTRA_KEYS = ("complaint.#", "period.#")
+ESCALATION_KEYS = ("complaint.#",)
+REWARDS_KEYS = ("surplus.#", *REWARDS_EXTRA_KEYS)
 
 
 BINDINGS: dict[str, tuple[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]], ...]] = {
     "intake": ((INTAKE_QUEUE, COMMANDS, ("#",)), (DEAD_QUEUE, DEAD, ("",))),
-    "escalation": ((ESCALATION_QUEUE, EVENTS, ("complaint.#",)), (ESCALATION_QUEUE, SERVICES, ("complaint.#",))),
-    "rewards": ((REWARDS_QUEUE, EVENTS, ("surplus.#", *REWARDS_EXTRA_KEYS)),
-                (REWARDS_QUEUE, SERVICES, ("surplus.#", *REWARDS_EXTRA_KEYS))),
+    # The services' queues take the same keys from casework.services as from casework.events.
+    "escalation": ((ESCALATION_QUEUE, EVENTS, ESCALATION_KEYS), (ESCALATION_QUEUE, SERVICES, ESCALATION_KEYS)),
+    "rewards": ((REWARDS_QUEUE, EVENTS, REWARDS_KEYS), (REWARDS_QUEUE, SERVICES, REWARDS_KEYS)),
 }
 
 

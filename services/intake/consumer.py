@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from services.intake.application import IntakeApplication, Submission
 from shared.events import COMMANDS, MAX_BODY_BYTES, ErrorCode, Outcome, OutcomeError, parse_command
 from shared.faults import crash_point
-from shared.store import ISOLATE_AFTER, OUTAGES
+from shared.outages import OUTAGES, alone, until_stored
 from shared.topology import COMMANDS as COMMANDS_EXCHANGE
 from shared.topology import DEAD, EVENTS, INTAKE_QUEUE, declare_consumed_queue
 
@@ -115,6 +115,11 @@ def read_submission(raw: Received) -> Submission:
                       if raw.timestamp and raw.timestamp.tzinfo else None)
 
 
+# What a batch came to: the commands recorded (a prefix of it), their outcomes, and the one
+# after them that was set aside, if any.
+Recorded = tuple[list["Pending"], list[Outcome], tuple["Pending", Exception] | None]
+
+
 class IntakeConsumer:
     """Collects commands into batches; each batch is one transaction, acked only after it commits."""
 
@@ -173,54 +178,30 @@ class IntakeConsumer:
                 batch = batch[len(recorded) + (faulty is not None):]
             self.busy = False
 
-    async def _record(self, batch: list[Pending]) -> tuple[list[Pending], list[Outcome],
-                                                            tuple[Pending, Exception] | None]:
+    async def _record(self, batch: list[Pending]) -> Recorded:
         """Record the batch, or its first part: (recorded, their outcomes, a command set aside).
 
-        An outage of the store never rejects or dead-letters a valid command: it waits. A
-        failure that is not an outage (`OUTAGES`) is a fault of casework's own, which must not
-        hold up every branch behind one command: the batch is then recorded one command at a
-        time, in order, and a command that fails so on its own twice is set aside, the rest
-        recorded; an outage met on the way stops there and waits, keeping what was recorded.
+        An outage waits (`shared.outages`); after a fault the commands are recorded one at a
+        time, in order, and one that fails alone is set aside, the rest recorded. An outage met
+        on the way stops there and waits, keeping what was recorded.
         """
-        delay, faults = 0.2, 0
-        while True:
-            try:
-                return batch, await self.app.submit_async([p.submission for p in batch]), None
-            except OUTAGES as error:
-                log.warning("event store unavailable (%s: %s); holding %d commands and retrying in %.1fs",
-                            type(error).__name__, error, len(batch), delay)
-            except Exception as error:
-                faults += 1
-                log.warning("recording %d commands failed (%s: %s)", len(batch), type(error).__name__, error)
-                if faults >= ISOLATE_AFTER:
-                    parted = await self._one_at_a_time(batch)
-                    if parted is not None:
-                        return parted
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        async def whole() -> Recorded:
+            return batch, await self.app.submit_async([p.submission for p in batch]), None
 
-    async def _one_at_a_time(self, batch: list[Pending]) -> tuple[list[Pending], list[Outcome],
-                                                                   tuple[Pending, Exception] | None] | None:
+        return await until_stored(whole, lambda: self._one_at_a_time(batch), f"{len(batch)} commands")
+
+    async def _one_at_a_time(self, batch: list[Pending]) -> Recorded | None:
         recorded: list[Pending] = []
         outcomes: list[Outcome] = []
         for pending in batch:
-            failure: Exception | None = None
-            for _ in range(2):
-                try:
-                    [outcome] = await self.app.submit_async([pending.submission])
-                except OUTAGES:
-                    return (recorded, outcomes, None) if recorded else None  # wait, keeping what was recorded
-                except Exception as error:
-                    failure = error
-                    await asyncio.sleep(0.1)
-                    continue
-                recorded.append(pending)
-                outcomes.append(outcome)
-                failure = None
-                break
-            if failure is not None:
-                return recorded, outcomes, (pending, failure)
+            try:
+                result = await alone(lambda: self.app.submit_async([pending.submission]))  # noqa: B023
+            except OUTAGES:
+                return (recorded, outcomes, None) if recorded else None  # wait, keeping what was recorded
+            if isinstance(result, Exception):
+                return recorded, outcomes, (pending, result)
+            recorded.append(pending)
+            outcomes.extend(result)
         return recorded, outcomes, None
 
     async def set_aside(self, pending: Pending, error: Exception) -> None:

@@ -17,7 +17,7 @@ from services.rewards import upstream as up
 from services.rewards.application import Result, RewardsApplication
 from shared.events import EventMessage
 from shared.faults import crash_point
-from shared.store import ISOLATE_AFTER, OUTAGES
+from shared.outages import OUTAGES, alone, until_stored
 from shared.topology import DEAD, REWARDS_QUEUE
 
 log = logging.getLogger("casework.rewards")
@@ -100,52 +100,32 @@ class RewardsConsumer:
     async def _process_until_stored(self, events: list[EventMessage]) -> list[Result]:
         """An outage of the store never drops an event: the batch waits, unacked, and goes through after.
 
-        Any other failure is a fault of casework's own, which must not hold up every event
-        behind one: after the batch failed so twice, its events are processed one at a time,
-        and one that still fails alone (twice) is rejected as `internal_error`, which sends
-        it to casework.dead, while the others take effect.
+        After a fault (`shared.outages`) the events are processed one at a time, and one that
+        fails alone is rejected as `internal_error`, which sends it to casework.dead, while the
+        others take effect.
         """
         if not events:
             return []
-        delay, faults = 0.2, 0
-        while True:
-            try:
-                return await asyncio.to_thread(self.app.process, events, before_commit)
-            except OUTAGES as error:
-                log.warning("rewards store unavailable (%s: %s); holding %d events, retrying in %.1fs",
-                            type(error).__name__, error, len(events), delay)
-            except Exception as error:
-                faults += 1
-                log.warning("processing %d events failed (%s: %s)", len(events), type(error).__name__, error)
-                if faults >= ISOLATE_AFTER and (results := await self._one_at_a_time(events)) is not None:
-                    return results
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        return await until_stored(lambda: asyncio.to_thread(self.app.process, events, before_commit),
+                                  lambda: self._one_at_a_time(events), f"{len(events)} events")
 
     async def _one_at_a_time(self, events: list[EventMessage]) -> list[Result] | None:
         """Each event alone, in order; None if the store turned out to be down (then all wait again:
         what took effect meanwhile is found recorded when the batch comes round)."""
         results: list[Result] = []
         for event in events:
-            failure: Exception | None = None
-            for _ in range(2):
-                try:
-                    [result] = await asyncio.to_thread(self.app.process, [event], before_commit)
-                except OUTAGES:
-                    return None
-                except Exception as error:
-                    failure = error
-                    await asyncio.sleep(0.1)
-                    continue
-                results.append(result)
-                failure = None
-                break
-            if failure is not None:
+            try:
+                result = await alone(lambda: asyncio.to_thread(self.app.process, [event], before_commit))  # noqa: B023
+            except OUTAGES:
+                return None
+            if isinstance(result, Exception):
                 log.error("rewards cannot process %s %s and sets it aside in casework.dead: %s: %s",
-                          event.event, up.message_id(event), type(failure).__name__, failure, exc_info=failure)
+                          event.event, up.message_id(event), type(result).__name__, result, exc_info=result)
                 results.append(Result("rejected", "internal_error",
-                                      f"rewards failed on this event ({type(failure).__name__}); it is set aside "
+                                      f"rewards failed on this event ({type(result).__name__}); it is set aside "
                                       "so that other events flow, and can be sent again once that is put right"))
+            else:
+                results.extend(result)
         return results
 
     async def dead_letter(self, raw: aio_pika.IncomingMessage, code: str, message: str) -> None:
