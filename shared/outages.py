@@ -9,13 +9,18 @@ messages one at a time (`alone`), and sets aside one that still fails on its own
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import aio_pika
 import psycopg
 from eventsourcing.persistence import PersistenceError
+from faststream.rabbit import RabbitBroker
+
+from shared.topology import DEAD
 
 log = logging.getLogger("casework")
 
@@ -29,16 +34,16 @@ T = TypeVar("T")
 
 
 async def until_stored(attempt: Callable[[], Awaitable[T]], one_at_a_time: Callable[[], Awaitable[T | None]],
-                       what: str) -> T:
-    """`attempt()` until it goes through, waiting out outages with back-off; after a fault
-    `ISOLATE_AFTER` times, `one_at_a_time()` instead, unless it met an outage (None)."""
+                       what: str, waits: tuple[type[BaseException], ...] = OUTAGES) -> T:
+    """`attempt()` until it goes through, waiting out outages (`waits`) with back-off; after a
+    fault `ISOLATE_AFTER` times, `one_at_a_time()` instead, unless it met an outage (None)."""
     delay, faults = 0.2, 0
     while True:
         try:
             return await attempt()
-        except OUTAGES as error:
-            log.warning("store unavailable (%s: %s); holding %s and retrying in %.1fs",
-                        type(error).__name__, error, what, delay)
+        except waits as error:
+            log.warning("holding %s, unacked, and retrying in %.1fs: %s: %s",
+                        what, delay, type(error).__name__, error)
         except Exception as error:
             faults += 1
             log.warning("%s failed (%s: %s)", what, type(error).__name__, error)
@@ -48,19 +53,31 @@ async def until_stored(attempt: Callable[[], Awaitable[T]], one_at_a_time: Calla
         delay = min(delay * 2, 5.0)
 
 
-async def alone(attempt: Callable[[], Awaitable[T]]) -> T | Exception:
+async def alone(attempt: Callable[[], Awaitable[T]],
+                waits: tuple[type[BaseException], ...] = OUTAGES) -> T | Exception:
     """One message on its own, tried twice: its result, or the fault it failed with both times.
 
-    An outage is raised as it is: then the store is at fault, not the message.
+    An outage (`waits`) is raised as it is: then the store is at fault, not the message.
     """
     failure: Exception | None = None
     for _ in range(2):
         try:
             return await attempt()
-        except OUTAGES:
+        except waits:
             raise
         except Exception as error:
             failure = error
             await asyncio.sleep(0.1)
     assert failure is not None
     return failure
+
+
+async def dead_letter(broker: RabbitBroker, raw: aio_pika.abc.AbstractIncomingMessage, code: str, message: str,
+                      consumer: str) -> None:
+    """Publish a delivery to casework.dead as it came, with why (`x-casework-error`), its routing
+    key and the consumer that set it aside; the caller acks it once this returns."""
+    log.warning("%s dead-lettering %s %s (%s): %s", consumer, raw.routing_key, raw.message_id, code, message)
+    headers = {**(raw.headers or {}), "x-casework-error": json.dumps({"code": code, "message": message}),
+               "x-casework-routing-key": raw.routing_key or "", "x-casework-consumer": consumer}
+    await broker.publish(raw.body, exchange=DEAD, routing_key=raw.routing_key or "", message_id=raw.message_id,
+                         headers=headers, persist=True, content_type=raw.content_type)

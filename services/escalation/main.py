@@ -65,7 +65,7 @@ class EscalationService:
         listen = getattr(self.clock, "listen", None)
         if callable(listen):
             listen(self.scheduler.poke)
-        self.consumer = EscalationConsumer(self.app, o.batch_size, on_due=self.scheduler.notify)
+        self.consumer = EscalationConsumer(self.app, self.broker, o.batch_size, on_due=self.scheduler.notify)
         self.broker.include_router(build_router(self.consumer, o.prefetch))
         if not self.hosted:
             await self.broker.connect()

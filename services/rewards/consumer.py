@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -17,8 +16,8 @@ from services.rewards import upstream as up
 from services.rewards.application import Result, RewardsApplication
 from shared.events import EventMessage
 from shared.faults import crash_point
-from shared.outages import OUTAGES, alone, until_stored
-from shared.topology import DEAD, REWARDS_QUEUE
+from shared.outages import OUTAGES, alone, dead_letter, until_stored
+from shared.topology import REWARDS_QUEUE
 
 log = logging.getLogger("casework.rewards")
 
@@ -129,12 +128,7 @@ class RewardsConsumer:
         return results
 
     async def dead_letter(self, raw: aio_pika.IncomingMessage, code: str, message: str) -> None:
-        log.warning("dead-lettering %s %s (%s): %s", raw.routing_key, raw.message_id, code, message)
-        headers = {**(raw.headers or {}), "x-casework-error": json.dumps({"code": code, "message": message}),
-                   "x-casework-routing-key": raw.routing_key or "", "x-casework-consumer": "rewards"}
-        await self.broker.publish(raw.body, exchange=DEAD, routing_key=raw.routing_key or "",
-                                  message_id=raw.message_id, headers=headers, persist=True,
-                                  content_type=raw.content_type)
+        await dead_letter(self.broker, raw, code, message, "rewards")
 
 
 async def ack_all(batch: list[aio_pika.IncomingMessage]) -> None:

@@ -7,6 +7,7 @@ import json
 import random
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -159,17 +160,25 @@ def test_facts_read_back_from_the_store_match_what_the_relay_publishes() -> None
 
 
 class FakeDelivery:
-    """Just enough of an AMQP delivery for the consumer: a body, an id, ack and reject."""
+    """Just enough of an AMQP delivery for the consumer: a body, an id, its headers and ack."""
 
     def __init__(self, body: bytes, message_id: str = "m") -> None:
         self.body, self.message_id = body, message_id
-        self.acked = self.rejected = False
+        self.routing_key, self.headers, self.content_type = "complaint.received.GZ01", {}, "application/json"
+        self.acked = False
 
     async def ack(self) -> None:
         self.acked = True
 
-    async def reject(self, requeue: bool = False) -> None:
-        self.rejected = True
+
+class DeadLetters:
+    """Stands in for the broker, which the consumer only uses to publish to casework.dead."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[bytes, dict[str, Any]]] = []
+
+    async def publish(self, body: bytes, **options: Any) -> None:
+        self.published.append((body, options))
 
 
 async def test_the_consumer_holds_a_gap_until_the_missing_version_is_delivered() -> None:
@@ -178,7 +187,8 @@ async def test_the_consumer_holds_a_gap_until_the_missing_version_is_delivered()
     world.act("verify", case)
     bodies = [json.dumps(event_body(e), default=str).encode() for e in world.intake.events.get(case)]
     app = fresh_app(world, with_history=False)  # nothing to read missing versions from
-    consumer = EscalationConsumer(app, batch_size=1)
+    dead = DeadLetters()
+    consumer = EscalationConsumer(app, dead, batch_size=1)  # type: ignore[arg-type]
     later, earlier, junk = FakeDelivery(bodies[1]), FakeDelivery(bodies[0]), FakeDelivery(b"{nope")
     for delivery in (later, earlier, junk):
         await consumer.receive(delivery)  # type: ignore[arg-type]
@@ -188,4 +198,6 @@ async def test_the_consumer_holds_a_gap_until_the_missing_version_is_delivered()
     task.cancel()
     clock = app.clock(str(case))
     assert clock is not None and clock.version == 2
-    assert junk.rejected and not junk.acked
+    [(body, options)] = dead.published
+    assert body == b"{nope" and options["exchange"].name == "casework.dead" and junk.acked
+    assert json.loads(options["headers"]["x-casework-error"])["code"] == "schema_invalid"
