@@ -36,6 +36,16 @@ class Casework(TyperGroup):
             raise
 
 
+class SaidOnce(logging.Filter):
+    """aiormq logs a failed connect at ERROR and raises it as well; the one who catches it (a
+    command's `error:` line, a robust connection's retry) says it, so the log line is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("error when creating transport")
+
+
+logging.getLogger("aiormq.connection").addFilter(SaidOnce())
+
 app = typer.Typer(cls=Casework, no_args_is_help=True, add_completion=False,
                   help="casework: complaint cases on RabbitMQ.")
 subscribe_app = typer.Typer(no_args_is_help=True, help="Tail what casework publishes.")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -148,6 +150,20 @@ def test_an_unreachable_rabbitmq_is_one_line_and_exit_3(command: tuple[str, ...]
     assert result.exit_code == 3, result.output
     assert f"error: cannot reach RabbitMQ: [Errno 111] Connect call failed ('127.0.0.1', {port})" in result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", [("topology",), ("subscribe", "escalations", "hq.warehousing", "--limit", "1")],
+                         ids=" ".join)
+def test_an_unreachable_rabbitmq_is_said_once_by_a_real_process(command: tuple[str, ...]) -> None:
+    """Outside the test runner nothing collects the client library's log: the process's whole
+    standard error is the one line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASEWORK_")}
+    env.update(COLUMNS="400", CASEWORK_AMQP_URL=f"amqp://guest:guest@127.0.0.1:{free_port()}/")
+    done = subprocess.run([sys.executable, "-m", "casework", *command], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 3
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: cannot reach RabbitMQ: ")
 
 
 @pytest.mark.integration
