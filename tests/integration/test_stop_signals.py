@@ -38,20 +38,25 @@ BURST = 300  # commands the relay is stopped behind: 600 events, 60 pages of 10
 
 
 @contextlib.asynccontextmanager
-async def events_locked(database_url: str, table: str = "casework_events") -> AsyncIterator[None]:
-    """The service's insert (intake's by default) waits for this lock until the block ends."""
+async def events_locked(database_url: str, table: str = "casework_events",
+                        mode: str = "ROW SHARE") -> AsyncIterator[None]:
+    """The service's insert (intake's by default) waits for this lock until the block ends.
+
+    ROW SHARE holds intake's and rewards' inserts, which lock their table EXCLUSIVE; SHARE
+    holds plain writes (escalation's clocks) and still lets the service read.
+    """
     async with await psycopg.AsyncConnection.connect(database_url) as holder:
-        await holder.execute(sql.SQL("LOCK TABLE {} IN ROW SHARE MODE").format(sql.Identifier(table)))
+        await holder.execute(sql.SQL("LOCK TABLE {} IN {} MODE").format(sql.Identifier(table), sql.SQL(mode)))
         yield
 
 
-async def waiting_in_queue(client: Client) -> int:
-    """Commands in casework.intake that nobody holds: what the next start is given again."""
+async def waiting_in_queue(client: Client, queue: str = "casework.intake") -> int:
+    """Messages in the queue (intake's by default) that nobody holds: what the next start is given again."""
     assert client.channel is not None
     # Asked on the channel itself: aio-pika's robust channel answers a repeated passive declare
     # with the queue it declared before, and that queue's count from then.
     channel = await client.channel.get_underlay_channel()
-    declared = await channel.queue_declare("casework.intake", passive=True)
+    declared = await channel.queue_declare(queue, passive=True)
     return declared.message_count or 0
 
 
@@ -220,6 +225,42 @@ async def test_rewards_stopped_by_a_signal_commits_and_publishes_its_held_batch_
             await ledger.collect(sum(ledger_kinds(messages).values()) - 2, timeout=60)
             await ledger.settle(quiet=1.0)
     assert_exactly_once(database_url, messages, ledger.messages)
+
+
+@pytest.mark.slow
+async def test_escalation_stopped_by_a_signal_records_its_held_batch_before_it_exits(
+        amqp_url: str, database_url: str, tmp_path: Path) -> None:
+    """`casework run --only escalation`, sent SIGTERM while the clock of a new case waits on
+    the clocks table, stays up until that write commits, acks the event and exits 0 by itself:
+    the case has its clock and casework.escalation holds nothing to redeliver."""
+    escalation = casework_process("escalation", amqp_url, database_url, tmp_path)
+    async with intake_watched(amqp_url, database_url, tmp_path) as (intake, client, outcomes, _):
+        intake.start()
+        with escalation:
+            escalation.start()
+            first = await outcomes.outcome_for(
+                await client.publish("complaint.receive", complaint_body(case_ref="FIRST")), timeout=30)
+            await until(lambda: clocks(database_url, first["stream_id"]), timeout=30, what="the first clock")
+            async with events_locked(database_url, "escalation_clocks", "SHARE"):
+                held = await outcomes.outcome_for(
+                    await client.publish("complaint.receive", complaint_body(case_ref="HELD")), timeout=30)
+                await until(lambda: inserts_waiting(database_url, "escalation_clocks"), timeout=10,
+                            what="the clock's write waiting")
+                escalation.send(signal.SIGTERM)
+                await until(lambda: not consuming(amqp_url, "casework.escalation"), timeout=10,
+                            what="escalation to stop consuming")
+                assert not await exits_within(escalation, 1.0), "escalation exited with its batch still held"
+            assert await exits_within(escalation, 20), "escalation did not exit once its batch committed"
+            assert escalation.exited() == 0, escalation.log()[-2000:]
+        assert clocks(database_url, held["stream_id"]), "the held event's clock was not recorded"
+        assert await waiting_in_queue(client, "casework.escalation") == 0, "the held event was left unacked"
+    assert "redelivers it to the next start" not in escalation.log()
+
+
+def clocks(database_url: str, case_id: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM escalation_clocks WHERE case_id = %s", (case_id,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def published_kinds(tap: Tap) -> Counter[str]:
