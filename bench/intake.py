@@ -256,7 +256,7 @@ def latency_runs(rate: float, seconds: float, repeat: int, with_ceiling: bool = 
     followed by the raw pipeline's latency at the same rate (`ceiling.latency_ceiling`), so
     a stretch in which the machine itself cannot answer quickly shows in both.
     """
-    runs, raw = [], []
+    runs, raw, floor = [], [], []
     for i in range(repeat):
         lat = asyncio.run(latency(rate, seconds))
         runs.append(lat)
@@ -267,6 +267,9 @@ def latency_runs(rate: float, seconds: float, repeat: int, with_ceiling: bool = 
             raw.append(asyncio.run(ceiling.latency_ceiling(rate, seconds, AMQP, CEILING_PG)))
             line += (f"; raw pipeline just after: p50 {raw[-1]['p50_ms']:.1f} ms, p99 {raw[-1]['p99_ms']:.1f} ms, "
                      f"max {raw[-1]['max_ms']:.1f} ms")
+            floor.append(asyncio.run(load.broker_floor(AMQP, rate, seconds)))
+            line += (f"; RabbitMQ alone: p50 {floor[-1]['p50_ms']:.1f} ms, p99 {floor[-1]['p99_ms']:.1f} ms, "
+                     f"max {floor[-1]['max_ms']:.1f} ms")
         print(line, file=sys.stderr)
     summary: dict[str, Any] = {key: statistics.median(run[key] for run in runs)
                                for key in ("p50_ms", "p99_ms", "max_ms", "cpu_ms")}
@@ -278,6 +281,10 @@ def latency_runs(rate: float, seconds: float, repeat: int, with_ceiling: bool = 
         summary["ceiling"] = {"p50_ms": statistics.median(r["p50_ms"] for r in raw),
                               "p99_ms": statistics.median(r["p99_ms"] for r in raw),
                               "within": sum(r["p99_ms"] <= P99_TARGET_MS for r in raw), "runs": raw}
+    if floor:
+        summary["floor"] = {"p50_ms": statistics.median(r["p50_ms"] for r in floor),
+                            "p99_ms": statistics.median(r["p99_ms"] for r in floor),
+                            "within": sum(r["p99_ms"] <= P99_TARGET_MS for r in floor), "runs": floor}
     return summary
 
 
@@ -295,6 +302,11 @@ def latency_lines(lat: dict[str, Any], rate: float, repeat: int) -> list[str]:
         lines.append(f"  raw pipeline at the same rate, each just after: p50 {raw['p50_ms']:.1f} ms, "
                      f"p99 {raw['p99_ms']:.1f} ms (median), ≤ {P99_TARGET_MS} ms in {raw['within']} of {repeat}; "
                      f"casework/raw p99 {lat['p99_ms'] / raw['p99_ms']:.2f}")
+    floor = lat.get("floor")
+    if floor:
+        lines.append(f"  RabbitMQ alone (send → delivery, one quorum queue), each just after: "
+                     f"p50 {floor['p50_ms']:.1f} ms, p99 {floor['p99_ms']:.1f} ms (median), "
+                     f"≤ {P99_TARGET_MS} ms in {floor['within']} of {repeat}")
     return lines
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+import uuid
 from collections.abc import Callable
 
 import aio_pika
 import aiormq
+from pamqp.commands import Basic
 
 from shared.publishing import AmqpPublisher, Outgoing
 
@@ -85,3 +87,38 @@ def delays(sent: dict[str, float], arrived: dict[str, float]) -> dict[str, float
         raise RuntimeError(f"none of {len(sent)} messages was answered")
     return {"n": len(sent), "answered": len(ms), "p50_ms": statistics.median(ms),
             "p99_ms": ms[max(int(len(ms) * 0.99) - 1, 0)], "max_ms": ms[-1]}
+
+
+async def broker_floor(url: str, rate: float, seconds: float, body_bytes: int = 600) -> dict[str, float]:
+    """p50/p99 of RabbitMQ alone at a steady rate: a message sent → delivered to a consumer
+    of one quorum queue, which acks each. Nothing else runs: no database, no forward.
+
+    Every latency measured here goes through at least this much of the broker (a command
+    into `casework.intake`, a message into the raw pipeline's queue), so it is the floor
+    under both, with the same pacing and clock.
+    """
+    n = int(rate * seconds)
+    body = b'{"pad": "' + b"x" * max(body_bytes - 11, 0) + b'"}'
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(f"bench.floor.{uuid.uuid4().hex[:12]}", durable=True,
+                                            arguments={"x-queue-type": "quorum"})
+        try:
+            arrived: dict[str, float] = {}
+            underlay = await channel.get_underlay_channel()
+            await underlay.basic_qos(prefetch_count=500)
+
+            async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
+                arrived[str(message.header.properties.message_id)] = time.time()
+                assert isinstance(message.delivery, Basic.Deliver) and message.delivery.delivery_tag is not None
+                await underlay.basic_ack(message.delivery.delivery_tag)
+
+            consuming = await underlay.basic_consume(queue.name, on_message)
+            sent = await paced_publish(url, n, rate, lambda j: Outgoing("", queue.name, f"floor-{j}", body))
+            await wait_answered(arrived, n)
+            assert consuming.consumer_tag is not None
+            await underlay.basic_cancel(consuming.consumer_tag)
+            return delays(sent, arrived)
+        finally:
+            await queue.delete(if_unused=False, if_empty=False)
