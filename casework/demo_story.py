@@ -58,6 +58,7 @@ STEPS: tuple[Step, ...] = (
          "registers a damage complaint: 2 of 6 cartons of floor tiles arrived crushed", {
              "branch_id": "GZ01", "case_ref": DAMAGE_REF, "waybill_no": "GZ88010231", "category": "damage",
              "customer": customer("陈先生", "13900000001"), "claimed_amount": "860.00", "channel": "phone",
+             "received_by": "王芳 (GZ01 customer service)",
              "description": "Two of six cartons of floor tiles arrived crushed"}),
     Step(at(2, 11, 9, 30), SZ02, "complaint.receive",
          f"registers a shortage complaint: 7 of 10 cartons of phone cases delivered, {CLAIMED} claimed", {

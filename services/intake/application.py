@@ -273,7 +273,7 @@ class IntakeApplication(Application[UUID]):
         batch.add(Complaint.receive(
             cause, branch_id=cmd.branch_id, case_ref=cmd.case_ref, waybill_no=cmd.waybill_no,
             category=cmd.category, customer=cmd.customer.model_dump(), description=cmd.description,
-            claimed_amount=money(cmd.claimed_amount), channel=cmd.channel,
+            claimed_amount=money(cmd.claimed_amount), channel=cmd.channel, received_by=cmd.received_by,
         ))
         return stream_id
 

@@ -89,13 +89,17 @@ class Complaint(ChainedAggregate):
     STREAM: ClassVar[str] = "complaint"
 
     class Received(ChainedAggregate.Created):
-        # v1 (the first releases) had no claimed_amount or channel: both are optional.
-        class_version = 2
+        # v1 (the first releases) had no claimed_amount or channel, v2 no received_by: all optional.
+        class_version = 3
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state.setdefault("claimed_amount", None)
             state.setdefault("channel", None)
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state.setdefault("received_by", None)
 
         branch_id: str
         case_ref: str
@@ -105,13 +109,15 @@ class Complaint(ChainedAggregate):
         description: str
         claimed_amount: str | None
         channel: str | None
+        received_by: str | None
 
         def on(self, c: Any) -> None:
             c.branch_id, c.case_ref, c.waybill_no = self.branch_id, self.case_ref, self.waybill_no
             c.category, c.customer, c.description = self.category, self.customer, self.description
             c.claimed_amount, c.channel = self.claimed_amount, self.channel
             c.status, c.level, c.awaiting, c.reopened_count = "received", None, False, 0
-            c.owner_branch, c.owner = self.branch_id, None
+            # Owned from the start: by whoever registered it, where named, and always by the branch.
+            c.owner_branch, c.owner = self.branch_id, self.received_by
             c.compensation, c.matched_report_id = None, None
 
     class Verified(BranchEvent):

@@ -54,6 +54,8 @@ class ComplaintReceive(Command):
     claimed_amount: Money | None = None
     occurred_at: AwareDatetime | None = None
     channel: Annotated[str, StringConstraints(max_length=32)] | None = None
+    # The staff member who registered it: the case's named owner until it is handed over.
+    received_by: Text | None = None
 
 
 class ComplaintVerify(Command):

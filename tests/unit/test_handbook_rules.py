@@ -92,10 +92,15 @@ def branches_that_may_act(app: IntakeApplication, case_id: UUID) -> set[str]:
     return {branch for branch, answer in probes.items() if answer == "invalid_transition"}
 
 
-def test_the_case_is_owned_by_whoever_it_was_last_handed_to(app: IntakeApplication) -> None:
-    case_id = receive(app, branch="GZ01").stream_id
+@pytest.mark.parametrize("received_by", [None, "Huang"])
+def test_the_case_is_owned_by_whoever_it_was_last_handed_to(app: IntakeApplication, received_by: str | None) -> None:
+    """From registration on: by the one who registered it, where the branch names them (and
+    always by the branch), then by each colleague it is handed to."""
+    case_id = receive(app, branch="GZ01", **({"received_by": received_by} if received_by else {})).stream_id
     case = app.repository.get(case_id)
-    assert (case.owner, case.owner_branch) == (None, "GZ01")
+    assert (case.owner, case.owner_branch) == (received_by, "GZ01")
+    [received] = list(app.events.get(case_id))
+    assert received.received_by == received_by
     assert branches_that_may_act(app, case_id) == {"GZ01"}
     for sender, to, to_branch, owner, may_act in HAND_OVERS:
         extra = {"to_branch": to_branch} if to_branch else {}

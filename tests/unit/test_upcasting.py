@@ -6,6 +6,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from services.intake.application import IntakeApplication
 from services.intake.translate import event_type
 from shared.chain import event_hash
@@ -13,7 +15,10 @@ from shared.policy import load_policy
 from tests.unit.commands import receive
 
 
-def test_v1_received_event_is_upcast_and_its_hash_holds(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("version", "absent"), [(1, ("channel", "claimed_amount", "received_by")),
+                                                  (2, ("received_by",))])
+def test_an_older_received_event_is_upcast_and_its_hash_holds(tmp_path: Path, version: int,
+                                                              absent: tuple[str, ...]) -> None:
     url = f"sqlite:///{tmp_path}/store.sqlite3"
     app = IntakeApplication(load_policy(), url)
     case_id = receive(app, "OLD").stream_id
@@ -22,13 +27,16 @@ def test_v1_received_event_is_upcast_and_its_hash_holds(tmp_path: Path) -> None:
         state, = db.execute("SELECT state FROM stored_events WHERE originator_id = ? AND originator_version = 1",
                             (case_id.hex,)).fetchone()
         document = json.loads(state)
-        assert document.pop("class_version") == 2
-        document.pop("channel")
-        document.pop("claimed_amount")
+        assert document.pop("class_version") == 3
+        for name in absent:
+            assert document.pop(name) is None
+        if version > 1:
+            document["class_version"] = version
         db.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = 1",
                    (json.dumps(document).encode(), case_id.hex))
     reopened = IntakeApplication(load_policy(), url)
     [event] = list(reopened.events.get(case_id))
-    assert (event.channel, event.claimed_amount) == (None, None)
+    assert all(getattr(event, name) is None for name in absent)
     assert event_hash(event, event_type(event)) == event.hash
-    assert reopened.repository.get(case_id).case_ref == "OLD"
+    case = reopened.repository.get(case_id)
+    assert (case.case_ref, case.owner, case.owner_branch) == ("OLD", None, "GZ01")
