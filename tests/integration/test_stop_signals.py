@@ -74,6 +74,23 @@ async def exits_within(service: ServiceProcess, seconds: float) -> bool:
     return True
 
 
+async def signalled_while_held(service: ServiceProcess, amqp_url: str, database_url: str, table: str,
+                               queue: str, signal_number: signal.Signals = signal.SIGTERM) -> None:
+    """Inside a held lock on `table`: once the service's write waits for it, the signal; the
+    service stops consuming `queue` and, its batch not yet committed, stays up."""
+    name = service.only
+    await until(lambda: inserts_waiting(database_url, table), timeout=10, what=f"{name}'s write waiting")
+    service.send(signal_number)
+    await until(lambda: not consuming(amqp_url, queue), timeout=10, what=f"{name} to stop consuming")
+    assert not await exits_within(service, 1.0), f"{name} exited with its batch still held"
+
+
+async def exits_by_itself(service: ServiceProcess) -> None:
+    """Once the held batch commits, the process exits 0 without being asked again."""
+    assert await exits_within(service, 20), f"{service.only} did not exit once its batch committed"
+    assert service.exited() == 0, service.log()[-2000:]
+
+
 def casework_process(only: str, amqp_url: str, database_url: str, tmp_path: Path) -> ServiceProcess:
     env = {"CASEWORK_AMQP_URL": amqp_url, "CASEWORK_DATABASE_URL": database_url}
     return ServiceProcess(only, env, tmp_path / f"{only}.log")
@@ -105,12 +122,9 @@ async def test_a_signal_lets_the_batch_held_mid_commit_finish_before_the_process
         assert (await outcomes.outcome_for(first, timeout=30))["status"] == "accepted", service.log()
         async with events_locked(database_url):
             held = await client.publish("complaint.receive", complaint_body(case_ref="HELD"))
-            await until(lambda: inserts_waiting(database_url), timeout=10, what="the batch's insert waiting")
-            service.send(signal_number)
-            await until(lambda: not consuming(amqp_url), timeout=10, what="intake to stop consuming")
-            assert not await exits_within(service, 1.0), "intake exited with its batch still held"
-        assert await exits_within(service, 20), "intake did not exit once its batch committed"
-        assert service.exited() == 0, service.log()[-2000:]
+            await signalled_while_held(service, amqp_url, database_url, "casework_events", "casework.intake",
+                                       signal_number)
+        await exits_by_itself(service)
         assert (await outcomes.outcome_for(held, timeout=2))["status"] == "accepted"
         received = await events.collect(2, timeout=2)
         assert sorted(m.routing_key for m in received) == ["complaint.received.GZ01"] * 2
@@ -209,14 +223,8 @@ async def test_rewards_stopped_by_a_signal_commits_and_publishes_its_held_batch_
             await until(lambda: topic_counts(database_url)["Ledger.Credited"], timeout=60, what="the first credits")
             async with events_locked(database_url, "rewards_events"):
                 await publish(client, messages[half:])
-                await until(lambda: inserts_waiting(database_url, "rewards_events"), timeout=10,
-                            what="the batch's insert waiting")
-                rewards.send(signal.SIGTERM)
-                await until(lambda: not consuming(amqp_url, "casework.rewards"), timeout=10,
-                            what="rewards to stop consuming")
-                assert not await exits_within(rewards, 1.0), "rewards exited with its batch still held"
-            assert await exits_within(rewards, 20), "rewards did not exit once its batch committed"
-            assert rewards.exited() == 0, rewards.log()[-2000:]
+                await signalled_while_held(rewards, amqp_url, database_url, "rewards_events", "casework.rewards")
+            await exits_by_itself(rewards)
         assert "redelivers it to the next start" not in rewards.log()
         await ledger.settle(quiet=0.5)
         assert published_kinds(ledger) == ledger_entries(database_url), "rewards exited with entries unpublished"
@@ -244,14 +252,9 @@ async def test_escalation_stopped_by_a_signal_records_its_held_batch_before_it_e
             async with events_locked(database_url, "escalation_clocks", "SHARE"):
                 held = await outcomes.outcome_for(
                     await client.publish("complaint.receive", complaint_body(case_ref="HELD")), timeout=30)
-                await until(lambda: inserts_waiting(database_url, "escalation_clocks"), timeout=10,
-                            what="the clock's write waiting")
-                escalation.send(signal.SIGTERM)
-                await until(lambda: not consuming(amqp_url, "casework.escalation"), timeout=10,
-                            what="escalation to stop consuming")
-                assert not await exits_within(escalation, 1.0), "escalation exited with its batch still held"
-            assert await exits_within(escalation, 20), "escalation did not exit once its batch committed"
-            assert escalation.exited() == 0, escalation.log()[-2000:]
+                await signalled_while_held(escalation, amqp_url, database_url, "escalation_clocks",
+                                           "casework.escalation")
+            await exits_by_itself(escalation)
         assert clocks(database_url, held["stream_id"]), "the held event's clock was not recorded"
         assert await waiting_in_queue(client, "casework.escalation") == 0, "the held event was left unacked"
     assert "redelivers it to the next start" not in escalation.log()
