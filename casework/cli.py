@@ -268,6 +268,7 @@ def demo(
 def mount() -> None:
     """Each part of the product brings its own sub-commands."""
     from casework.audit_cli import audit_app
+    from casework.dead_cli import dead_app
     from casework.replay_cli import replay_app
     from services.escalation.cli import escalation_app
     from services.rewards.cli import rewards_app
@@ -276,6 +277,7 @@ def mount() -> None:
     app.add_typer(escalation_app, name="escalation")
     app.add_typer(rewards_app, name="rewards")
     app.add_typer(replay_app, name="replay")
+    app.add_typer(dead_app, name="dead")
 
 
 def main() -> None:

@@ -1,0 +1,74 @@
+"""`casework dead`: what waits in casework.dead, and sending set-aside events back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from casework.cli import console, err, fail, settings
+
+dead_app = typer.Typer(no_args_is_help=True, help="What waits in casework.dead; send set-aside events back.")
+
+
+@dead_app.command("list")
+def dead_list(
+    limit: Annotated[int, typer.Option(help="Show at most this many, oldest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show what casework.dead holds and why, leaving every message where it is."""
+    from casework.dead import peek
+
+    if limit < 1:
+        fail("--limit must be at least 1")
+    total, letters = asyncio.run(peek(settings().amqp_url, limit))
+    if as_json:
+        sys.stdout.write(json.dumps({"total": total, "letters": [
+            {**asdict(letter), "redrivable": letter.redrivable is None, "why_not": letter.redrivable}
+            for letter in letters]}, ensure_ascii=False, indent=2) + "\n")
+        return
+    table = Table(title=f"casework.dead: {total} message{'s' if total != 1 else ''}"
+                        + (f", the first {len(letters)} shown" if len(letters) < total else ""))
+    for column in ("message id", "routing key", "set aside by", "code", "why", "redrive"):
+        table.add_column(column)
+    for letter in letters:
+        table.add_row(escape(letter.message_id), escape(letter.routing_key), letter.set_aside_by, letter.code,
+                      escape(letter.reason), "yes" if letter.redrivable is None else escape(letter.redrivable))
+    console.print(table)
+
+
+@dead_app.command("redrive")
+def dead_redrive(
+    message_ids: Annotated[list[str] | None, typer.Argument(help="Message ids, as `casework dead list` shows them.")]
+    = None,
+    every: Annotated[bool, typer.Option("--all", help="Every event that can be sent back.")] = False,
+) -> None:
+    """Send events that escalation or rewards set aside (or the broker dead-lettered from their
+    queues) back to them through casework.services, once what failed is put right.
+
+    Each is removed from casework.dead only after the broker confirmed it; the services drop a
+    message id they have already applied. Commands are not sent back: their sender was
+    answered `rejected` and sends them again.
+    """
+    from casework.dead import redrive
+
+    if bool(message_ids) == every:
+        fail("name the message ids to send back, or --all")
+    result = asyncio.run(redrive(settings().amqp_url, None if every else set(message_ids or ())))
+    for letter in result.sent:
+        console.print(f"sent back {escape(letter.message_id)} ({escape(letter.routing_key)}) "
+                      f"to {letter.set_aside_by}")
+    for letter, why in result.refused:
+        err.print(f"[yellow]not sent back[/yellow] {escape(letter.message_id)}: {escape(why)}")
+    for missing in result.missing:
+        err.print(f"[yellow]not in casework.dead[/yellow] {escape(missing)}")
+    if not result.sent and every:
+        console.print("nothing in casework.dead can be sent back")
+    if result.refused or result.missing:
+        raise typer.Exit(1)

@@ -1,0 +1,57 @@
+"""Reading a message in casework.dead: who set it aside, why, and whether `casework dead redrive` may send it back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from casework.dead import DeadLetter
+
+
+@dataclass
+class Delivered:
+    """The parts of a delivery DeadLetter reads."""
+
+    routing_key: str
+    headers: dict[str, Any] = field(default_factory=dict)
+    message_id: str = "m-1"
+    body: bytes = b"{}"
+
+
+def error(code: str, consumer: str | None = None, key: str = "complaint.received.GZ01") -> dict[str, Any]:
+    headers = {"x-casework-error": json.dumps({"code": code, "message": f"{code} happened"}),
+               "x-casework-routing-key": key}
+    return headers | ({"x-casework-consumer": consumer} if consumer else {})
+
+
+def death(queue: str, reason: str) -> dict[str, Any]:
+    return {"x-death": [{"queue": queue, "reason": reason, "count": 1, "exchange": "casework.events"}]}
+
+
+@pytest.mark.parametrize(("headers", "by", "code", "may_go"), [
+    (error("internal_error", "escalation"), "escalation", "internal_error", True),
+    (error("internal_error", "rewards"), "rewards", "internal_error", True),
+    (error("schema_invalid", "escalation"), "escalation", "schema_invalid", False),
+    (error("period_decided", "rewards"), "rewards", "period_decided", False),
+    (error("internal_error", key="complaint.receive"), "intake", "internal_error", False),
+    (error("not_json", key="complaint.receive"), "intake", "not_json", False),
+    (death("casework.escalation", "delivery_limit"), "escalation", "delivery_limit", True),
+    (death("casework.rewards", "delivery_limit"), "rewards", "delivery_limit", True),
+    (death("casework.intake", "delivery_limit"), "casework.intake", "delivery_limit", False),
+    (death("casework.escalation", "rejected"), "escalation", "rejected", False),
+    ({}, "unknown", "unknown", False),
+], ids=lambda value: value if isinstance(value, str) else None)
+def test_who_set_it_aside_why_and_whether_it_may_be_sent_back(headers: dict[str, Any], by: str, code: str,
+                                                               may_go: bool) -> None:
+    letter = DeadLetter.of(Delivered("complaint.received.GZ01", headers))  # type: ignore[arg-type]
+    assert (letter.set_aside_by, letter.code) == (by, code)
+    assert (letter.redrivable is None) == may_go, letter.redrivable
+    assert letter.routing_key == headers.get("x-casework-routing-key", "complaint.received.GZ01")
+
+
+def test_an_error_header_that_is_not_json_is_still_shown() -> None:
+    letter = DeadLetter.of(Delivered("x", {"x-casework-error": "plain words"}))  # type: ignore[arg-type]
+    assert (letter.code, letter.reason, letter.redrivable is None) == ("unknown", "plain words", False)
