@@ -118,7 +118,8 @@ class EscalationConsumer:
                   pending.raw.message_id, pending.fact.case_id, type(error).__name__, error, exc_info=error)
         await self.dead_letter(pending.raw, "internal_error",
                                f"escalation failed on this event ({type(error).__name__}); it is set aside so "
-                               "that other cases' clocks run, and can be sent again once that is put right")
+                               "that other cases' clocks run; `casework dead redrive` sends it back once that "
+                               "is put right")
 
     async def dead_letter(self, raw: aio_pika.IncomingMessage, code: str, message: str) -> None:
         await dead_letter(self.broker, raw, code, message, "escalation")

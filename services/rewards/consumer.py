@@ -122,7 +122,8 @@ class RewardsConsumer:
                           event.event, up.message_id(event), type(result).__name__, result, exc_info=result)
                 results.append(Result("rejected", "internal_error",
                                       f"rewards failed on this event ({type(result).__name__}); it is set aside "
-                                      "so that other events flow, and can be sent again once that is put right"))
+                                      "so that other events flow; `casework dead redrive` sends it back once "
+                                      "that is put right"))
             else:
                 results.extend(result)
         return results
