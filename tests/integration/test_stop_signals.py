@@ -246,6 +246,8 @@ async def test_escalation_stopped_by_a_signal_records_its_held_batch_before_it_e
         intake.start()
         with escalation:
             escalation.start()
+            await until(lambda: consuming(amqp_url, "casework.escalation"), timeout=60,
+                        what="escalation consuming (its tables made)")
             first = await outcomes.outcome_for(
                 await client.publish("complaint.receive", complaint_body(case_ref="FIRST")), timeout=30)
             await until(lambda: clocks(database_url, first["stream_id"]), timeout=30, what="the first clock")
@@ -262,7 +264,10 @@ async def test_escalation_stopped_by_a_signal_records_its_held_batch_before_it_e
 
 def clocks(database_url: str, case_id: str) -> int:
     with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM escalation_clocks WHERE case_id = %s", (case_id,)).fetchone()
+        try:
+            row = conn.execute("SELECT count(*) FROM escalation_clocks WHERE case_id = %s", (case_id,)).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return 0  # escalation has not made its tables yet
     return int(row[0]) if row else 0
 
 
