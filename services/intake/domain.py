@@ -138,6 +138,14 @@ class Complaint(ChainedAggregate):
             c.owner, c.owner_branch = self.to, self.to_branch
 
     class Escalated(BranchEvent):
+        # v1 did not say who held the case when it climbed.
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.setdefault("owner", None)
+            state.setdefault("owner_branch", None)
+
         case_ref: str
         waybill_no: str
         category: str
@@ -145,6 +153,8 @@ class Complaint(ChainedAggregate):
         department: str
         region_id: str
         reason: Any
+        owner: str | None
+        owner_branch: str | None
 
         def on(self, c: Any) -> None:
             c.level = self.level
@@ -197,6 +207,7 @@ class Complaint(ChainedAggregate):
         status: str
         level: str | None
         awaiting: bool
+        owner: str | None
         owner_branch: str
         matched_report_id: str | None
 
@@ -233,7 +244,7 @@ class Complaint(ChainedAggregate):
             raise LevelNotHigher(f"the case already stands at {self.level}; escalation only climbs")
         self._record(self.Escalated, cause, case_ref=self.case_ref, waybill_no=self.waybill_no,
                      category=self.category, level=level, department=department, region_id=region_id,
-                     reason=reason)
+                     reason=reason, owner=self.owner, owner_branch=self.owner_branch)
 
     def remediate(self, cause: Cause, action: str, remediated_by: str, compensation: str | None) -> None:
         self._check("remediate")

@@ -76,7 +76,7 @@ def escalation_notice(event: Any, message_id: str, headers: dict[str, Any]) -> O
         case_id=event.originator_id, case_ref=event.case_ref, branch_id=event.branch_id,
         region_id=event.region_id, department=event.department, level=event.level,
         category=event.category, waybill_no=event.waybill_no, reason=event.reason,
-        escalated_at=event.timestamp,
+        escalated_at=event.timestamp, owner=event.owner, owner_branch=event.owner_branch,
     )
     key = escalation_routing_key(event.level, event.branch_id, event.region_id, event.department)
     return Outgoing("casework.escalations", key, message_id, notice.model_dump_json().encode(), headers)

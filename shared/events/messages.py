@@ -73,6 +73,11 @@ class EscalationNotice(BaseModel):
     waybill_no: str
     reason: LapseReason | str
     escalated_at: AwareDatetime
+    # Who holds the case as it climbs, so that whoever is told knows whom to chase: the named
+    # staff member (null where none was named) and their branch (null for an escalation
+    # recorded before notices carried it).
+    owner: str | None = None
+    owner_branch: str | None = None
 
 
 class WarningNotice(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID
@@ -11,7 +12,8 @@ import pytest
 from casework.demo_world import POLICY as DEMO_POLICY
 from services.intake.application import IntakeApplication
 from services.intake.domain import complaint_id, report_id
-from services.intake.translate import event_body
+from services.intake.translate import escalation_notice, event_body, event_type
+from shared.chain import event_hash
 from shared.events import Outcome
 from shared.policy import default_policy_path, load_policy
 from shared.policy.model import CATEGORIES, STAGES
@@ -126,6 +128,26 @@ def test_verification_records_the_restated_problem_the_confirmation_and_the_caus
     assert verified["event"] == "complaint.verified"
     assert {k: verified[k] for k in ("summary", "customer_confirmed", "cause")} == {
         "summary": summary, "customer_confirmed": confirmed, "cause": cause}
+
+
+# -- rule 4: the escalation ladder ----------------------------------------------------
+@pytest.mark.parametrize(("received_by", "hand_to", "holder"), [
+    ("Huang", None, ("Huang", "GZ01")),
+    (None, None, (None, "GZ01")),
+    ("Huang", ("Liu", "SZ02"), ("Liu", "SZ02")),
+])
+def test_whoever_is_told_of_an_escalation_learns_who_holds_the_case(
+        app: IntakeApplication, received_by: str | None, hand_to: tuple[str, str] | None,
+        holder: tuple[str | None, str]) -> None:
+    case_id = receive(app, **({"received_by": received_by} if received_by else {})).stream_id
+    if hand_to:
+        assert act(app, "hand_over", case_id, to=hand_to[0], to_branch=hand_to[1]).status == "accepted"
+    assert act(app, "escalate", case_id).status == "accepted"
+    *_, escalated = app.events.get(case_id)
+    assert (escalated.owner, escalated.owner_branch) == holder
+    notice = json.loads(escalation_notice(escalated, "m", {}).body)
+    assert (notice["owner"], notice["owner_branch"], notice["level"]) == (*holder, "branch")
+    assert event_hash(escalated, event_type(escalated)) == escalated.hash
 
 
 # -- rule 5: speed matters ------------------------------------------------------------

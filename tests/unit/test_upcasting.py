@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from services.intake.application import IntakeApplication
-from services.intake.translate import event_type
+from services.intake.translate import escalation_notice, event_type
 from shared.chain import event_hash
 from shared.policy import load_policy
-from tests.unit.commands import receive
+from tests.unit.commands import act, receive
 
 
 @pytest.mark.parametrize(("version", "absent"), [(1, ("channel", "claimed_amount", "received_by")),
@@ -40,3 +40,26 @@ def test_an_older_received_event_is_upcast_and_its_hash_holds(tmp_path: Path, ve
     assert event_hash(event, event_type(event)) == event.hash
     case = reopened.repository.get(case_id)
     assert (case.case_ref, case.owner, case.owner_branch) == ("OLD", None, "GZ01")
+
+
+def test_a_v1_escalated_event_is_upcast_with_no_holder(tmp_path: Path) -> None:
+    """Its notice, replayed, says the holder is unknown rather than failing to parse. (That a
+    field upcast as null hashes as the absent field did is the v1 received event's test.)"""
+    url = f"sqlite:///{tmp_path}/store.sqlite3"
+    app = IntakeApplication(load_policy(), url)
+    case_id = receive(app, "OLD").stream_id
+    assert act(app, "escalate", case_id).status == "accepted"
+    app.close()
+    with sqlite3.connect(tmp_path / "store.sqlite3") as db:
+        state, = db.execute("SELECT state FROM stored_events WHERE originator_id = ? AND originator_version = 2",
+                            (case_id.hex,)).fetchone()
+        document = json.loads(state)
+        assert document.pop("class_version") == 2
+        assert (document.pop("owner"), document.pop("owner_branch")) == (None, "GZ01")
+        db.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = 2",
+                   (json.dumps(document).encode(), case_id.hex))
+    reopened = IntakeApplication(load_policy(), url)
+    *_, event = reopened.events.get(case_id)
+    assert (event.owner, event.owner_branch) == (None, None)
+    notice = json.loads(escalation_notice(event, "m", {}).body)
+    assert (notice["owner"], notice["owner_branch"], notice["case_ref"]) == (None, None, "OLD")
