@@ -241,9 +241,14 @@ def subscribe_escalations(
                         reason = notice.get("reason")
                         if isinstance(reason, dict):
                             reason = f"{reason['stage']} overdue {reason['overdue_seconds']}s (due {reason['due_at']})"
+                        holder = notice.get("owner") or notice.get("owner_branch")
+                        held = f", held by {holder}" if holder else ""
+                        if notice.get("owner") and notice.get("owner_branch"):
+                            held += f" ({notice['owner_branch']})"
                         console.print(f"{notice.get('escalated_at', notice.get('warned_at', ''))[:19]} "
                                       f"[bold]{message.routing_key}[/bold] case {notice.get('case_ref')} "
-                                      f"({notice.get('branch_id')}, {notice.get('category', '')}): {reason or ''}")
+                                      f"({notice.get('branch_id')}, {notice.get('category', '')}{held}): "
+                                      f"{reason or ''}")
                     await message.ack()
                     seen += 1
                     if limit and seen >= limit:
