@@ -24,7 +24,7 @@ from shared.topology import DEAD_QUEUE, ESCALATION_QUEUE, REWARDS_QUEUE, SERVICE
 
 EVENT_QUEUES = {ESCALATION_QUEUE.name: "escalation", REWARDS_QUEUE.name: "rewards"}
 # What the dead-lettering added, dropped again when a letter is sent back.
-ADDED_HEADERS = ("x-casework-error", "x-casework-consumer", "x-casework-routing-key", "x-death",
+ADDED_HEADERS = ("x-casework-error", "x-casework-consumer", "x-casework-routing-key", "x-casework-user-id", "x-death",
                  "x-delivery-count", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
                  "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason")
 
@@ -39,6 +39,7 @@ class DeadLetter:
     code: str  # casework's error code, or the broker's reason (delivery_limit, rejected, …)
     reason: str
     size: int
+    sender: str = ""  # a command's RabbitMQ user, where it named one
 
     @classmethod
     def of(cls, message: AbstractIncomingMessage) -> DeadLetter:
@@ -57,10 +58,11 @@ class DeadLetter:
             queue, code = str(first.get("queue", "")), str(first.get("reason", "unknown"))
             by = EVENT_QUEUES.get(queue, queue or "unknown")
             reason = f"the broker dead-lettered it from {queue or 'a queue'} ({code})"
-        return cls(message.message_id or "", routing_key, by, code, reason, len(message.body))
+        sender = str(headers.get("x-casework-user-id") or message.user_id or "")
+        return cls(message.message_id or "", routing_key, by, code, reason, len(message.body), sender)
 
     @property
-    def redrivable(self) -> str | None:
+    def why_it_stays(self) -> str | None:
         """None if `redrive` may send it back; otherwise why not."""
         if self.set_aside_by not in EVENT_QUEUES.values():
             return ("a command: its sender was answered rejected and sends it again"
@@ -118,7 +120,7 @@ async def redrive(amqp_url: str, ids: Collection[str] | None) -> Redriven:
             seen.add(letter.message_id)
             if ids is not None and letter.message_id not in ids:
                 continue
-            if (why := letter.redrivable) is not None:
+            if (why := letter.why_it_stays) is not None:
                 if ids is not None:
                     result.refused.append((letter, why))
                 continue

@@ -30,7 +30,7 @@ def dead_list(
     total, letters = asyncio.run(peek(settings().amqp_url, limit))
     if as_json:
         sys.stdout.write(json.dumps({"total": total, "letters": [
-            {**asdict(letter), "redrivable": letter.redrivable is None, "why_not": letter.redrivable}
+            {**asdict(letter), "redrivable": letter.why_it_stays is None, "why_not": letter.why_it_stays}
             for letter in letters]}, ensure_ascii=False, indent=2) + "\n")
         return
     table = Table(title=f"casework.dead: {total} message{'s' if total != 1 else ''}"
@@ -38,8 +38,9 @@ def dead_list(
     for column in ("message id", "routing key", "set aside by", "code", "why", "redrive"):
         table.add_column(column)
     for letter in letters:
-        table.add_row(escape(letter.message_id), escape(letter.routing_key), letter.set_aside_by, letter.code,
-                      escape(letter.reason), "yes" if letter.redrivable is None else escape(letter.redrivable))
+        by = f"{letter.set_aside_by} (from {letter.sender})" if letter.sender else letter.set_aside_by
+        table.add_row(escape(letter.message_id), escape(letter.routing_key), escape(by), letter.code,
+                      escape(letter.reason), "yes" if letter.why_it_stays is None else escape(letter.why_it_stays))
     console.print(table)
 
 

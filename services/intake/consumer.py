@@ -219,6 +219,8 @@ class IntakeConsumer:
         log.info("dead-lettering %s (%s): %s", raw.message_id, code, message)
         headers = {**(raw.headers or {}), "x-casework-error": json.dumps({"code": code.value, "message": message}),
                    "x-casework-routing-key": raw.routing_key or ""}
+        if raw.user_id:  # the copy is published as intake; who sent the command stays readable
+            headers["x-casework-user-id"] = raw.user_id
         await self.broker.publish(
             raw.body, exchange=DEAD, routing_key=raw.routing_key or "", message_id=raw.message_id,
             headers=headers, persist=True, content_type=raw.content_type, user_id=None,

@@ -75,8 +75,8 @@ async def test_a_set_aside_event_is_shown_then_sent_back_once_the_fault_is_put_r
             assert total == 2 and set(shown) == {f"{bad}:1", "junk-1"}
             assert (shown[f"{bad}:1"].set_aside_by, shown[f"{bad}:1"].code) == ("escalation", "internal_error")
             assert shown[f"{bad}:1"].routing_key == "complaint.received.GZ01"
-            assert shown[f"{bad}:1"].redrivable is None
-            assert shown["junk-1"].code == "schema_invalid" and shown["junk-1"].redrivable is not None
+            assert shown[f"{bad}:1"].why_it_stays is None
+            assert shown["junk-1"].code == "schema_invalid" and shown["junk-1"].why_it_stays is not None
             assert service.app.clock(bad) is None
 
             broken[0] = False

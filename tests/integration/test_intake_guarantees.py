@@ -120,6 +120,7 @@ async def test_malformed_goes_to_dead_letters_and_the_next_is_accepted(
     assert accepted["status"] == "accepted"
     assert dead is not None and dead.message_id == bad and dead.body == body
     assert json.loads(dead.headers["x-casework-error"])["code"] == code
+    assert dead.headers["x-casework-user-id"] == client.user, "the dead letter no longer says who sent it"
 
 
 async def test_without_user_id_the_command_is_rejected(amqp_url: str, database_url: str) -> None:

@@ -48,10 +48,10 @@ def test_who_set_it_aside_why_and_whether_it_may_be_sent_back(headers: dict[str,
                                                                may_go: bool) -> None:
     letter = DeadLetter.of(Delivered("complaint.received.GZ01", headers))  # type: ignore[arg-type]
     assert (letter.set_aside_by, letter.code) == (by, code)
-    assert (letter.redrivable is None) == may_go, letter.redrivable
+    assert (letter.why_it_stays is None) == may_go, letter.why_it_stays
     assert letter.routing_key == headers.get("x-casework-routing-key", "complaint.received.GZ01")
 
 
 def test_an_error_header_that_is_not_json_is_still_shown() -> None:
     letter = DeadLetter.of(Delivered("x", {"x-casework-error": "plain words"}))  # type: ignore[arg-type]
-    assert (letter.code, letter.reason, letter.redrivable is None) == ("unknown", "plain words", False)
+    assert (letter.code, letter.reason, letter.why_it_stays is None) == ("unknown", "plain words", False)
