@@ -19,6 +19,7 @@ class Delivered:
     headers: dict[str, Any] = field(default_factory=dict)
     message_id: str = "m-1"
     body: bytes = b"{}"
+    user_id: str | None = None
 
 
 def error(code: str, consumer: str | None = None, key: str = "complaint.received.GZ01") -> dict[str, Any]:
@@ -55,3 +56,9 @@ def test_who_set_it_aside_why_and_whether_it_may_be_sent_back(headers: dict[str,
 def test_an_error_header_that_is_not_json_is_still_shown() -> None:
     letter = DeadLetter.of(Delivered("x", {"x-casework-error": "plain words"}))  # type: ignore[arg-type]
     assert (letter.code, letter.reason, letter.why_it_stays is None) == ("unknown", "plain words", False)
+
+
+def test_a_command_names_its_sender_from_intakes_header() -> None:
+    headers = error("schema_invalid", key="complaint.receive") | {"x-casework-user-id": "branch-GZ01"}
+    letter = DeadLetter.of(Delivered("complaint.receive", headers, user_id="svc-intake"))  # type: ignore[arg-type]
+    assert (letter.set_aside_by, letter.sender) == ("intake", "branch-GZ01")
