@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
+from casework.dead import redrive
 from services.rewards.application import RewardsApplication
 from tests.integration.test_rewards_crashes import publish, quiet
 from tests.integration.test_rewards_flow import rewards_service
-from tests.support.live import Client, running
+from tests.support.live import Client, running, until
 from tests.unit.test_rewards_helpers import decided_world, entries, fed, rewards
 
 pytestmark = pytest.mark.integration
@@ -18,6 +19,8 @@ pytestmark = pytest.mark.integration
 
 async def test_an_event_rewards_fails_on_is_set_aside_and_the_rest_takes_effect(
         amqp_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """And once the fault is put right, `casework dead redrive` sends it back, and the ledgers
+    come to what every event together makes."""
     messages = decided_world().messages()
     key, body = next((k, b) for k, b in messages if k.startswith("surplus.reported."))
     flawed_ref = json.loads(body)["report_ref"]
@@ -25,11 +28,19 @@ async def test_an_event_rewards_fails_on_is_set_aside_and_the_rest_takes_effect(
     assert expected != entries(fed(messages)), "the set-aside report must make a difference"
 
     on_reported = RewardsApplication._on_reported
+    broken = [True]
 
     def flawed(self: RewardsApplication, work: Any, cause: Any, event: Any) -> Any:
-        if event.report_ref == flawed_ref:
+        if broken[0] and event.report_ref == flawed_ref:
             raise KeyError("a bug")
         return on_reported(self, work, cause, event)
+
+    def ledgers() -> Any:
+        store = rewards(url=database_url)
+        try:
+            return entries(store)
+        finally:
+            store.close()
 
     monkeypatch.setattr(RewardsApplication, "_on_reported", flawed)
     async with Client(amqp_url) as client:
@@ -39,11 +50,12 @@ async def test_an_event_rewards_fails_on_is_set_aside_and_the_rest_takes_effect(
             await publish(client, messages)
             await quiet(service)
             await dead.settle(quiet=0.5)
-    assert [m.routing_key for m in dead.messages] == [key]
-    assert json.loads(dead.messages[0].headers["x-casework-error"])["code"] == "internal_error"
-    assert dead.messages[0].headers["x-casework-consumer"] == "rewards"
-    store = rewards(url=database_url)
-    try:
-        assert entries(store) == expected
-    finally:
-        store.close()
+            assert [m.routing_key for m in dead.messages] == [key]
+            assert json.loads(dead.messages[0].headers["x-casework-error"])["code"] == "internal_error"
+            assert dead.messages[0].headers["x-casework-consumer"] == "rewards"
+            assert ledgers() == expected
+
+            broken[0] = False
+            sent = await redrive(amqp_url, None)
+            assert [letter.routing_key for letter in sent.sent] == [key]
+            await until(lambda: ledgers() == entries(fed(messages)), what="the ledgers with the report sent back")
