@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
 from pathlib import Path
 
 import aio_pika
@@ -17,8 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from casework.dead import peek, redrive
-from services.escalation.application import EscalationApplication
-from services.escalation.domain import CaseClock, Fact
+from tests.integration.test_escalation_faults import clock_step_failing_for
 from tests.integration.test_escalation_flow import accepted
 from tests.integration.test_escalation_kit import escalation_service, fake_clock, short_policy, started
 from tests.support.live import Client, complaint_body, intake_service, running, until
@@ -44,17 +42,7 @@ async def holding(client: Client, count: int, timeout: float = 30.0) -> None:
 
 async def test_a_set_aside_event_is_shown_then_sent_back_once_the_fault_is_put_right(
         amqp_url: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    broken = [True]
-    advance = EscalationApplication.advance
-
-    def flawed(self: EscalationApplication, case_id: str, clock: CaseClock | None,
-               facts: Iterable[Fact]) -> CaseClock | None:
-        facts = list(facts)
-        if broken[0] and any(f.case_ref == "BAD" for f in facts):
-            raise KeyError("a bug")
-        return advance(self, case_id, clock, facts)
-
-    monkeypatch.setattr(EscalationApplication, "advance", flawed)
+    fault = clock_step_failing_for(monkeypatch, "BAD")
     _, policy = short_policy(tmp_path, verify="100s", remediate="100s", ladder="10s")
     clock = fake_clock()
     async with Client(amqp_url) as client:
@@ -79,7 +67,7 @@ async def test_a_set_aside_event_is_shown_then_sent_back_once_the_fault_is_put_r
             assert shown["junk-1"].code == "schema_invalid" and shown["junk-1"].why_it_stays is not None
             assert service.app.clock(bad) is None
 
-            broken[0] = False
+            fault.fixed = True
             refused = await redrive(amqp_url, {"junk-1", "no-such-id"})
             assert ([letter.message_id for letter, _ in refused.refused], refused.missing, refused.sent) == (
                 ["junk-1"], ["no-such-id"], [])

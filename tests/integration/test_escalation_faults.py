@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aio_pika
@@ -23,20 +24,33 @@ from tests.support.live import Client, complaint_body, get_one, intake_service, 
 pytestmark = pytest.mark.integration
 
 
-async def test_an_event_escalation_fails_on_is_set_aside_and_other_clocks_run(
-        amqp_url: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@dataclass
+class Fault:
+    """A bug in the clock step for one case reference, until `fixed`; the cases it failed."""
+
+    fixed: bool = False
+    failed: list[str] = field(default_factory=list)
+
+
+def clock_step_failing_for(monkeypatch: pytest.MonkeyPatch, case_ref: str) -> Fault:
+    fault = Fault()
     advance = EscalationApplication.advance
-    failed: list[str] = []
 
     def flawed(self: EscalationApplication, case_id: str, clock: CaseClock | None,
                facts: Iterable[Fact]) -> CaseClock | None:
         facts = list(facts)
-        if any(f.case_ref == "BAD" for f in facts):
-            failed.append(case_id)
+        if not fault.fixed and any(f.case_ref == case_ref for f in facts):
+            fault.failed.append(case_id)
             raise KeyError("a bug")
         return advance(self, case_id, clock, facts)
 
     monkeypatch.setattr(EscalationApplication, "advance", flawed)
+    return fault
+
+
+async def test_an_event_escalation_fails_on_is_set_aside_and_other_clocks_run(
+        amqp_url: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    failed = clock_step_failing_for(monkeypatch, "BAD").failed
     _, policy = short_policy(tmp_path, verify="100s", remediate="100s", ladder="10s")
     clock = fake_clock()
     async with Client(amqp_url) as client:

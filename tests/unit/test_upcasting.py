@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -15,6 +18,17 @@ from shared.policy import load_policy
 from tests.unit.commands import act, receive
 
 
+def as_written_before(store: Path, case_id: UUID, version: int, rewrite: Callable[[dict[str, Any]], None]) -> None:
+    """Rewrite the stored state of the case's event `version` as an older release wrote it."""
+    with sqlite3.connect(store) as db:
+        state, = db.execute("SELECT state FROM stored_events WHERE originator_id = ? AND originator_version = ?",
+                            (case_id.hex, version)).fetchone()
+        document = json.loads(state)
+        rewrite(document)
+        db.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = ?",
+                   (json.dumps(document).encode(), case_id.hex, version))
+
+
 @pytest.mark.parametrize(("version", "absent"), [(1, ("channel", "claimed_amount", "received_by")),
                                                   (2, ("received_by",))])
 def test_an_older_received_event_is_upcast_and_its_hash_holds(tmp_path: Path, version: int,
@@ -23,17 +37,15 @@ def test_an_older_received_event_is_upcast_and_its_hash_holds(tmp_path: Path, ve
     app = IntakeApplication(load_policy(), url)
     case_id = receive(app, "OLD").stream_id
     app.close()
-    with sqlite3.connect(tmp_path / "store.sqlite3") as db:
-        state, = db.execute("SELECT state FROM stored_events WHERE originator_id = ? AND originator_version = 1",
-                            (case_id.hex,)).fetchone()
-        document = json.loads(state)
+
+    def older(document: dict[str, Any]) -> None:
         assert document.pop("class_version") == 3
         for name in absent:
             assert document.pop(name) is None
         if version > 1:
             document["class_version"] = version
-        db.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = 1",
-                   (json.dumps(document).encode(), case_id.hex))
+
+    as_written_before(tmp_path / "store.sqlite3", case_id, 1, older)
     reopened = IntakeApplication(load_policy(), url)
     [event] = list(reopened.events.get(case_id))
     assert all(getattr(event, name) is None for name in absent)
@@ -50,14 +62,12 @@ def test_a_v1_escalated_event_is_upcast_with_no_holder(tmp_path: Path) -> None:
     case_id = receive(app, "OLD").stream_id
     assert act(app, "escalate", case_id).status == "accepted"
     app.close()
-    with sqlite3.connect(tmp_path / "store.sqlite3") as db:
-        state, = db.execute("SELECT state FROM stored_events WHERE originator_id = ? AND originator_version = 2",
-                            (case_id.hex,)).fetchone()
-        document = json.loads(state)
+
+    def v1(document: dict[str, Any]) -> None:
         assert document.pop("class_version") == 2
         assert (document.pop("owner"), document.pop("owner_branch")) == (None, "GZ01")
-        db.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = 2",
-                   (json.dumps(document).encode(), case_id.hex))
+
+    as_written_before(tmp_path / "store.sqlite3", case_id, 2, v1)
     reopened = IntakeApplication(load_policy(), url)
     *_, event = reopened.events.get(case_id)
     assert (event.owner, event.owner_branch) == (None, None)
