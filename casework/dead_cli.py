@@ -33,6 +33,9 @@ def dead_list(
             {**asdict(letter), "redrivable": letter.why_it_stays is None, "why_not": letter.why_it_stays}
             for letter in letters]}, ensure_ascii=False, indent=2) + "\n")
         return
+    if total == 0:
+        console.print("casework.dead is empty")
+        return
     table = Table(title=f"casework.dead: {total} message{'s' if total != 1 else ''}"
                         + (f", the first {len(letters)} shown" if len(letters) < total else ""))
     for column in ("message id", "routing key", "set aside by", "code", "why", "redrive"):
