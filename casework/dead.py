@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -24,7 +25,8 @@ from shared.topology import DEAD_QUEUE, ESCALATION_QUEUE, REWARDS_QUEUE, SERVICE
 
 EVENT_QUEUES = {ESCALATION_QUEUE.name: "escalation", REWARDS_QUEUE.name: "rewards"}
 # What the dead-lettering added, dropped again when a letter is sent back.
-ADDED_HEADERS = ("x-casework-error", "x-casework-consumer", "x-casework-routing-key", "x-casework-user-id", "x-death",
+ADDED_HEADERS = ("x-casework-error", "x-casework-consumer", "x-casework-routing-key", "x-casework-user-id",
+                 "x-casework-set-aside-at", "x-death",
                  "x-delivery-count", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
                  "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason")
 
@@ -40,6 +42,7 @@ class DeadLetter:
     reason: str
     size: int
     sender: str = ""  # a command's RabbitMQ user, where it named one
+    at: str = ""  # when it was put there (ISO 8601, UTC), where that is known
 
     @classmethod
     def of(cls, message: AbstractIncomingMessage) -> DeadLetter:
@@ -52,14 +55,17 @@ class DeadLetter:
             except (ValueError, AttributeError):
                 code, reason = "unknown", str(headers["x-casework-error"])
             by = str(headers.get("x-casework-consumer") or "intake")
+            at = str(headers.get("x-casework-set-aside-at") or "")
         else:
             deaths = headers.get("x-death") or [{}]
             first = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
             queue, code = str(first.get("queue", "")), str(first.get("reason", "unknown"))
             by = EVENT_QUEUES.get(queue, queue or "unknown")
             reason = f"the broker dead-lettered it from {queue or 'a queue'} ({code})"
+            when = first.get("time")
+            at = when.astimezone(UTC).isoformat(timespec="seconds") if isinstance(when, datetime) else ""
         sender = str(headers.get("x-casework-user-id") or message.user_id or "")
-        return cls(message.message_id or "", routing_key, by, code, reason, len(message.body), sender)
+        return cls(message.message_id or "", routing_key, by, code, reason, len(message.body), sender, at)
 
     @property
     def why_it_stays(self) -> str | None:

@@ -38,11 +38,12 @@ def dead_list(
         return
     table = Table(title=f"casework.dead: {total} message{'s' if total != 1 else ''}"
                         + (f", the first {len(letters)} shown" if len(letters) < total else ""))
-    for column in ("message id", "routing key", "set aside by", "code", "why", "redrive"):
+    for column in ("set aside at", "message id", "routing key", "set aside by", "code", "why", "redrive"):
         table.add_column(column)
     for letter in letters:
         by = f"{letter.set_aside_by} (from {letter.sender})" if letter.sender else letter.set_aside_by
-        table.add_row(escape(letter.message_id), escape(letter.routing_key), escape(by), letter.code,
+        when = letter.at.replace("T", " ").removesuffix("+00:00")
+        table.add_row(when, escape(letter.message_id), escape(letter.routing_key), escape(by), letter.code,
                       escape(letter.reason), "yes" if letter.why_it_stays is None else escape(letter.why_it_stays))
     console.print(table)
 

@@ -13,6 +13,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import aio_pika
@@ -72,12 +73,18 @@ async def alone(attempt: Callable[[], Awaitable[T]],
     return failure
 
 
+def set_aside_at() -> str:
+    """When a message was put in casework.dead, for the `x-casework-set-aside-at` header."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 async def dead_letter(broker: RabbitBroker, raw: aio_pika.abc.AbstractIncomingMessage, code: str, message: str,
                       consumer: str) -> None:
     """Publish a delivery to casework.dead as it came, with why (`x-casework-error`), its routing
     key and the consumer that set it aside; the caller acks it once this returns."""
     log.warning("%s dead-lettering %s %s (%s): %s", consumer, raw.routing_key, raw.message_id, code, message)
     headers = {**(raw.headers or {}), "x-casework-error": json.dumps({"code": code, "message": message}),
-               "x-casework-routing-key": raw.routing_key or "", "x-casework-consumer": consumer}
+               "x-casework-routing-key": raw.routing_key or "", "x-casework-consumer": consumer,
+               "x-casework-set-aside-at": set_aside_at()}
     await broker.publish(raw.body, exchange=DEAD, routing_key=raw.routing_key or "", message_id=raw.message_id,
                          headers=headers, persist=True, content_type=raw.content_type)

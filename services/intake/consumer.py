@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from services.intake.application import IntakeApplication, Submission
 from shared.events import COMMANDS, MAX_BODY_BYTES, ErrorCode, Outcome, OutcomeError, parse_command
 from shared.faults import crash_point
-from shared.outages import OUTAGES, alone, until_stored
+from shared.outages import OUTAGES, alone, set_aside_at, until_stored
 from shared.topology import COMMANDS as COMMANDS_EXCHANGE
 from shared.topology import DEAD, EVENTS, INTAKE_QUEUE, declare_consumed_queue
 
@@ -218,7 +218,7 @@ class IntakeConsumer:
                           channel: int) -> None:
         log.info("dead-lettering %s (%s): %s", raw.message_id, code, message)
         headers = {**(raw.headers or {}), "x-casework-error": json.dumps({"code": code.value, "message": message}),
-                   "x-casework-routing-key": raw.routing_key or ""}
+                   "x-casework-routing-key": raw.routing_key or "", "x-casework-set-aside-at": set_aside_at()}
         if raw.user_id:  # the copy is published as intake; who sent the command stays readable
             headers["x-casework-user-id"] = raw.user_id
         await self.broker.publish(

@@ -73,6 +73,7 @@ async def test_an_event_escalation_fails_on_is_set_aside_and_other_clocks_run(
     assert dead.headers["x-casework-consumer"] == "escalation"
     assert dead.headers["x-casework-routing-key"] == "complaint.received.GZ01"
     assert json.loads(dead.headers["x-casework-error"])["code"] == "internal_error"
+    assert "x-casework-set-aside-at" in dead.headers
     assert json.loads(dead.body)["stream_id"] == bad
     assert waiting.declaration_result.message_count == 0
 

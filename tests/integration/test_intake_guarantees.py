@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Coroutine
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -121,6 +122,7 @@ async def test_malformed_goes_to_dead_letters_and_the_next_is_accepted(
     assert dead is not None and dead.message_id == bad and dead.body == body
     assert json.loads(dead.headers["x-casework-error"])["code"] == code
     assert dead.headers["x-casework-user-id"] == client.user, "the dead letter no longer says who sent it"
+    assert datetime.fromisoformat(dead.headers["x-casework-set-aside-at"]).tzinfo is not None
 
 
 async def test_without_user_id_the_command_is_rejected(amqp_url: str, database_url: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -62,3 +63,12 @@ def test_a_command_names_its_sender_from_intakes_header() -> None:
     headers = error("schema_invalid", key="complaint.receive") | {"x-casework-user-id": "branch-GZ01"}
     letter = DeadLetter.of(Delivered("complaint.receive", headers, user_id="svc-intake"))  # type: ignore[arg-type]
     assert (letter.set_aside_by, letter.sender) == ("intake", "branch-GZ01")
+
+
+def test_when_it_was_set_aside_comes_from_casework_or_from_the_broker() -> None:
+    ours = DeadLetter.of(Delivered("complaint.receive", error("not_json", key="complaint.receive")  # type: ignore[arg-type]
+                                   | {"x-casework-set-aside-at": "2026-11-28T08:55:46+00:00"}))
+    death_at = datetime(2026, 11, 28, 16, 55, 46, tzinfo=timezone(timedelta(hours=8)))
+    brokers = DeadLetter.of(Delivered("complaint.received.GZ01", {"x-death": [  # type: ignore[arg-type]
+        {"queue": "casework.escalation", "reason": "delivery_limit", "time": death_at}]}))
+    assert ours.at == brokers.at == "2026-11-28T08:55:46+00:00"
