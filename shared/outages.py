@@ -14,7 +14,7 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aio_pika
 import psycopg
@@ -73,18 +73,21 @@ async def alone(attempt: Callable[[], Awaitable[T]],
     return failure
 
 
-def set_aside_at() -> str:
-    """When a message was put in casework.dead, for the `x-casework-set-aside-at` header."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
+def dead_letter_headers(headers: dict[str, Any] | None, routing_key: str | None, code: str, message: str,
+                        **extra: str) -> dict[str, Any]:
+    """A copy's headers in casework.dead: the delivery's own, then why (`x-casework-error`), its
+    routing key, when it was set aside, and `extra` as given (empty values left out)."""
+    return {**(headers or {}), "x-casework-error": json.dumps({"code": code, "message": message}),
+            "x-casework-routing-key": routing_key or "",
+            "x-casework-set-aside-at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **{name: value for name, value in extra.items() if value}}
 
 
 async def dead_letter(broker: RabbitBroker, raw: aio_pika.abc.AbstractIncomingMessage, code: str, message: str,
                       consumer: str) -> None:
-    """Publish a delivery to casework.dead as it came, with why (`x-casework-error`), its routing
-    key and the consumer that set it aside; the caller acks it once this returns."""
+    """Publish a delivery to casework.dead as it came, with why, its routing key and the consumer
+    that set it aside (`dead_letter_headers`); the caller acks it once this returns."""
     log.warning("%s dead-lettering %s %s (%s): %s", consumer, raw.routing_key, raw.message_id, code, message)
-    headers = {**(raw.headers or {}), "x-casework-error": json.dumps({"code": code, "message": message}),
-               "x-casework-routing-key": raw.routing_key or "", "x-casework-consumer": consumer,
-               "x-casework-set-aside-at": set_aside_at()}
+    headers = dead_letter_headers(raw.headers, raw.routing_key, code, message, **{"x-casework-consumer": consumer})
     await broker.publish(raw.body, exchange=DEAD, routing_key=raw.routing_key or "", message_id=raw.message_id,
                          headers=headers, persist=True, content_type=raw.content_type)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -24,7 +23,7 @@ from pydantic import ValidationError
 from services.intake.application import IntakeApplication, Submission
 from shared.events import COMMANDS, MAX_BODY_BYTES, ErrorCode, Outcome, OutcomeError, parse_command
 from shared.faults import crash_point
-from shared.outages import OUTAGES, alone, set_aside_at, until_stored
+from shared.outages import OUTAGES, alone, dead_letter_headers, until_stored
 from shared.topology import COMMANDS as COMMANDS_EXCHANGE
 from shared.topology import DEAD, EVENTS, INTAKE_QUEUE, declare_consumed_queue
 
@@ -217,10 +216,9 @@ class IntakeConsumer:
     async def dead_letter(self, raw: Received, code: ErrorCode, message: str,
                           channel: int) -> None:
         log.info("dead-lettering %s (%s): %s", raw.message_id, code, message)
-        headers = {**(raw.headers or {}), "x-casework-error": json.dumps({"code": code.value, "message": message}),
-                   "x-casework-routing-key": raw.routing_key or "", "x-casework-set-aside-at": set_aside_at()}
-        if raw.user_id:  # the copy is published as intake; who sent the command stays readable
-            headers["x-casework-user-id"] = raw.user_id
+        # The copy is published as intake: who sent the command stays readable in a header.
+        headers = dead_letter_headers(raw.headers, raw.routing_key, code.value, message,
+                                      **{"x-casework-user-id": raw.user_id or ""})
         await self.broker.publish(
             raw.body, exchange=DEAD, routing_key=raw.routing_key or "", message_id=raw.message_id,
             headers=headers, persist=True, content_type=raw.content_type, user_id=None,

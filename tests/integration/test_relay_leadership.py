@@ -105,8 +105,9 @@ class Store:
                    for n in self.app.recorder.select_notifications(1, 100_000))
 
 
-async def everything_published(tap: Tap, store: Store, commands: int, timeout: float = 60.0) -> None:
-    """Wait until the store recorded `commands` commands and the tap holds every event it recorded."""
+async def everything_published(tap: Tap, store: Store, commands: int, timeout: float = 60.0) -> set[str]:
+    """Wait until the store recorded `commands` commands and the tap holds every event it recorded;
+    the message ids of those events."""
     await until(lambda: store.commands_recorded() >= commands, timeout=timeout, what=f"{commands} commands recorded")
     expected = await asyncio.to_thread(store.message_ids)
     deadline = asyncio.get_running_loop().time() + timeout
@@ -115,6 +116,7 @@ async def everything_published(tap: Tap, store: Store, commands: int, timeout: f
             raise TimeoutError(f"{len(missing)} recorded events never published, e.g. {sorted(missing)[:3]}")
         with contextlib.suppress(TimeoutError):
             await tap.collect(len(tap.messages) + 1, timeout=0.5)
+    return expected
 
 
 @contextlib.contextmanager
@@ -176,17 +178,22 @@ async def leader_killed_while_commands_flow(amqp_url: str, store_url: str, tmp_p
                             what=f"{standby} taking over from {leader} within {TAKEOVER_SECONDS} s")
                 took_over = loop.time() - killed
                 await flow
-                await everything_published(tap, store, commands=400)
+                expected = await everything_published(tap, store, commands=400)
                 await tap.settle(quiet=1.0)
-            expected = await asyncio.to_thread(store.message_ids)
     finally:
         store.app.close()
-    messages = relayed(tap.messages)
-    assert {m.message_id for m in messages} == expected, "every recorded event, and nothing else"
-    assert out_of_order(messages) == []
+    messages = all_in_order(tap, expected)
     back = restarts(messages)
     assert len(back) <= 1 and all(i > both for i in back), (
         f"repeats only where {standby} took over ({took_over:.1f} s after the kill): restarts at {back}")
+
+
+def all_in_order(tap: Tap, expected: set[str]) -> list[Message]:
+    """What the relays published of the store's events: every recorded one and nothing else, in order."""
+    messages = relayed(tap.messages)
+    assert {m.message_id for m in messages} == expected, "every recorded event, and nothing else"
+    assert out_of_order(messages) == []
+    return messages
 
 
 async def test_on_postgresql_one_relay_leads_and_the_standby_takes_over_when_it_is_killed(
@@ -237,12 +244,9 @@ async def test_a_relay_whose_lock_session_ends_stands_by_while_the_other_leads(
                             what=f"{standby} standing by")
                 since = len(relayed(await tap.settle(quiet=0.5)))
                 await publish_cases(client, "AFTER", 50)
-                await everything_published(tap, store, commands=140)
+                expected = await everything_published(tap, store, commands=140)
                 await tap.settle(quiet=1.0)
-            expected = await asyncio.to_thread(store.message_ids)
     finally:
         store.app.close()
-    messages = relayed(tap.messages)
+    messages = all_in_order(tap, expected)
     assert restarts(messages[since:]) == [], f"only {leader} publishes once {standby} stands by"
-    assert {m.message_id for m in messages} == expected
-    assert out_of_order(messages) == []
