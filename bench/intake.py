@@ -248,6 +248,15 @@ async def latency(rate: float, seconds: float) -> dict[str, float]:
             service.stop()
 
 
+def stretch(run: dict[str, float]) -> str:
+    """The run's slowest stretch, in wall-clock time to line up with the broker's log."""
+    if not run["stretch_n"]:
+        return ""
+    at = time.strftime("%H:%M:%S", time.gmtime(run["stretch_at"])) + f".{int(run['stretch_at'] % 1 * 1000):03d}"
+    return (f", slowest stretch {run['stretch_s']:.2f} s from {at} UTC "
+            f"({run['stretch_n']:.0f} over {P99_TARGET_MS} ms)")
+
+
 def latency_runs(rate: float, seconds: float, repeat: int, with_ceiling: bool = True) -> dict[str, Any]:
     """`latency` run `repeat` times: the medians, with every run's figures beside them.
 
@@ -262,11 +271,11 @@ def latency_runs(rate: float, seconds: float, repeat: int, with_ceiling: bool = 
         runs.append(lat)
         line = (f"  latency run {i + 1}/{repeat}: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
                 f"max {lat['max_ms']:.1f} ms ({lat['answered']}/{lat['n']} answered); "
-                f"service CPU {lat['cpu_ms']:.2f} ms per command")
+                f"service CPU {lat['cpu_ms']:.2f} ms per command{stretch(lat)}")
         if with_ceiling:
             raw.append(asyncio.run(ceiling.latency_ceiling(rate, seconds, AMQP, CEILING_PG)))
             line += (f"; raw pipeline just after: p50 {raw[-1]['p50_ms']:.1f} ms, p99 {raw[-1]['p99_ms']:.1f} ms, "
-                     f"max {raw[-1]['max_ms']:.1f} ms")
+                     f"max {raw[-1]['max_ms']:.1f} ms{stretch(raw[-1])}")
             floor.append(asyncio.run(load.broker_floor(AMQP, rate, seconds)))
             line += (f"; RabbitMQ alone: p50 {floor[-1]['p50_ms']:.1f} ms, p99 {floor[-1]['p99_ms']:.1f} ms, "
                      f"max {floor[-1]['max_ms']:.1f} ms")
