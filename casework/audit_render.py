@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 SKIP = ("principal", "user_id", "command_id")
@@ -29,26 +30,48 @@ def _duration(seconds: int | None) -> str:
     return f"{hours}h{rest // 60:02d}m"
 
 
+def _when(row: dict[str, Any]) -> str:
+    """When it happened, and when it was recorded where that was a second or more later."""
+    happened, recorded = (str(row[k])[:19].replace("T", " ") for k in ("occurred_at", "recorded_at"))
+    if recorded == happened:
+        return happened
+    return f"{happened}, recorded {recorded[11:] if recorded[:10] == happened[:10] else recorded}"
+
+
+def _change(before: Any, after: Any) -> str:
+    """What one attribute became: its value where it had none before, `before → after` otherwise."""
+    return _clipped(after) if before is None else f"{_clipped(before)} → {_clipped(after)}"
+
+
 def render_timeline(console: Console, story: dict[str, Any]) -> None:
-    table = Table(title=f"{story['stream']} {story['stream_id']}")
-    for column in ("v", "event", "happened", "recorded", "by", "what changed", "chain"):
-        table.add_column(column, overflow="fold")
-    for row in story["events"]:
-        changed = ", ".join(f"{k}: {_clipped(a)} → {_clipped(b)}" for k, (a, b) in row["changes"].items()
-                            if k not in SKIP)
+    """Each event as a heading (version, event, when, who) over the attributes it set or changed.
+
+    One event a block, like a version-control log, rather than a table: a case's attributes and
+    a customer's description need the terminal's width, and a seven-column table in 80
+    columns leaves them a word a line.
+    """
+    rows = story["events"]
+    intact = "chain ok" if story["chain_ok"] else "[red]chain BROKEN[/red]"
+    console.print(f"[bold]{story['stream']} {story['stream_id']}[/bold]: "
+                  f"{len(rows)} event{'s' if len(rows) != 1 else ''}, {intact}")
+    for row in rows:
+        broken = "" if row["chain_ok"] else " · [red]chain BROKEN here[/red]"
+        console.print(f"\n[bold]v{row['version']} {escape(row['event'])}[/bold] · {_when(row)}{broken}")
+        console.print(f"   [dim]by {escape(str(row['principal']))} ({escape(str(row['user_id']))})[/dim]")
+        lines = [(k, _change(a, b)) for k, (a, b) in row["changes"].items() if k not in SKIP]
         if row["event"] == "complaint.escalated":
-            changed += f" (reason: {_clipped(row['fields'].get('reason'))})"
-        table.add_row(str(row["version"]), row["event"], row["occurred_at"][:19].replace("T", " "),
-                      row["recorded_at"][:19].replace("T", " "),
-                      f"{row['principal']}\n({row['user_id']})", changed,
-                      "ok" if row["chain_ok"] else "[red]BROKEN[/red]")
-    console.print(table)
+            lines.append(("reason", _clipped(row["fields"].get("reason"))))
+        width = max((len(k) for k, _ in lines), default=0)
+        for key, text in lines:
+            console.print(f"   {key:<{width}}  {escape(text)}")
+    if story["pauses"] or story["escalations"]:
+        console.print()
     for pause in story["pauses"]:
         console.print(f"waited on the customer v{pause['from_version']}–v{pause['to_version'] or '…'}: "
-                      f"{_duration(pause['seconds'])} ({pause['reason']})")
+                      f"{_duration(pause['seconds'])} ({escape(str(pause['reason']))})")
     for step in story["escalations"]:
         console.print(f"escalated v{step['version']} to {step['level']} ({step['department']}) "
-                      f"by {step['by']}: {_short(step['reason'])}")
+                      f"by {step['by']}: {escape(_short(step['reason']))}")
 
 
 def render_state(console: Console, state: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from uuid import UUID
 import pytest
 
 from casework.audit_sign import load_private, load_public, public_raw
-from tests.unit.test_audit_helpers import CUSTOMER, Story, run_audit, tell_case
+from tests.unit.test_audit_helpers import CUSTOMER, Story, raw_store, run_audit, tell_case
 
 
 @pytest.fixture
@@ -46,11 +46,33 @@ def test_timeline_json_shows_the_amount_claimed_and_the_amount_agreed(sqlite_url
     assert (claimed, agreed) == ("180.00", "120.00")
 
 
-def test_timeline_table_for_people(sqlite_url: str, case: UUID) -> None:
+def test_timeline_for_people(sqlite_url: str, case: UUID) -> None:
+    code, text = run_audit(sqlite_url, "timeline", str(case), COLUMNS="80")
+    assert code == 0
+    lines = text.splitlines()
+    assert lines[0] == f"complaint {case}: 8 events, chain ok"
+    # Each event: version, name, when it happened and when it was recorded, then who.
+    at = lines.index("v1 complaint.received · 2026-11-01 22:00:00, recorded 2026-11-02 01:00:00")
+    assert lines[at + 1] == "   by branch:GZ01 (branch-GZ01)"
+    assert "v2 complaint.verified · 2026-11-02 01:50:00, recorded 02:00:00" in lines
+    # What an event set is shown as it is; what it changed, from → to.
+    assert "   case_ref        C-1" in lines
+    assert "   status  received → verified" in lines
+    assert not [line for line in lines if "None" in line or "null" in line]
+    assert "   reason  customer asks for a manager" in lines
+    assert "waited on the customer v3–v4: 2h00m (photos of the cartons)" in lines
+    assert max(len(line) for line in lines) <= 80
+
+
+def test_timeline_for_people_marks_where_the_chain_breaks(sqlite_url: str, case: UUID) -> None:
+    with raw_store(sqlite_url) as raw:
+        raw.set_state(case, 2, raw.state(case, 2).replace(b"crushed", b"crusted", 1))
     code, text = run_audit(sqlite_url, "timeline", str(case))
     assert code == 0
-    assert "complaint.escalated" in text and "customer asks for a manager" in text
-    assert "waited on the customer v3–v4: 2h00m" in text
+    lines = text.splitlines()
+    assert lines[0] == f"complaint {case}: 8 events, chain BROKEN"
+    marked = [line.split(" ·")[0] for line in lines if "chain BROKEN here" in line]
+    assert marked == ["v2 complaint.verified"]
 
 
 def test_timeline_table_shows_the_amount_claimed_beside_a_long_description(sqlite_url: str) -> None:
