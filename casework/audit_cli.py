@@ -13,8 +13,9 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from casework.cli import console, fail, settings
+from casework.groups import command_group
 
-audit_app = typer.Typer(no_args_is_help=True, help="Replay a case's history; prove nothing was altered.")
+audit_app = command_group("Replay a case's history; prove nothing was altered.")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 PublicKey = Annotated[str | None, typer.Option(
     "--public-key", help="Trusted Ed25519 public key (base64 or PEM, or @FILE); default "

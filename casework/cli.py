@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from casework.groups import command_group
 from casework.settings import Settings
 
 
@@ -46,9 +47,8 @@ class SaidOnce(logging.Filter):
 
 logging.getLogger("aiormq.connection").addFilter(SaidOnce())
 
-app = typer.Typer(cls=Casework, no_args_is_help=True, add_completion=False,
-                  help="casework: complaint cases on RabbitMQ.")
-subscribe_app = typer.Typer(no_args_is_help=True, help="Tail what casework publishes.")
+app = command_group("casework: complaint cases on RabbitMQ.", cls=Casework, add_completion=False)
+subscribe_app = command_group("Tail what casework publishes.")
 app.add_typer(subscribe_app, name="subscribe")
 console = Console()
 err = Console(stderr=True)
@@ -80,8 +80,10 @@ def run(
                                             "escalation, rewards.")] = "intake,escalation,rewards",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run services until SIGINT/SIGTERM; then stop consuming, and let the batch in hand commit and its
-    events go out (for up to CASEWORK_STOP_GRACE_SECONDS, 10 s by default)."""
+    """Run the services until SIGINT or SIGTERM, then let the work in hand finish.
+
+    On a stop signal they stop consuming; the batch in hand commits and its events go out, for
+    up to CASEWORK_STOP_GRACE_SECONDS (10 s by default)."""
     from casework.runtime import SERVICES
     from casework.runtime import run as run_services
 
@@ -207,7 +209,7 @@ def contract(
 @subscribe_app.command("escalations")
 def subscribe_escalations(
     binding: Annotated[str, typer.Argument(help="e.g. hq.warehousing, regional.south, branch.GZ01")],
-    queue: Annotated[str | None, typer.Option(help="Durable queue (default casework.sub.<user>.<binding>).")] = None,
+    queue: Annotated[str | None, typer.Option(help="Durable queue (default `casework.sub.<user>.<binding>`).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     user: Annotated[str | None, typer.Option(help="Connect as this RabbitMQ user.")] = None,
     password: Annotated[str | None, typer.Option(

@@ -13,8 +13,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from casework.cli import console, err, fail, settings
+from casework.groups import command_group
 
-dead_app = typer.Typer(no_args_is_help=True, help="What waits in casework.dead; send set-aside events back.")
+dead_app = command_group("What waits in casework.dead; send set-aside events back.")
 
 
 @dead_app.command("list")
@@ -54,12 +55,12 @@ def dead_redrive(
     = None,
     every: Annotated[bool, typer.Option("--all", help="Every event that can be sent back.")] = False,
 ) -> None:
-    """Send events that escalation or rewards set aside (or the broker dead-lettered from their
-    queues) back to them through casework.services, once what failed is put right.
+    """Send set-aside events back to escalation or rewards, once what failed is put right.
 
-    Each is removed from casework.dead only after the broker confirmed it; the services drop a
-    message id they have already applied. Commands are not sent back: their sender was
-    answered `rejected` and sends them again.
+    They go through casework.services: events that escalation or rewards set aside, or that the
+    broker dead-lettered from their queues. Each is removed from casework.dead only after the
+    broker confirmed it; the services drop a message id they have already applied. Commands are
+    not sent back: their sender was answered `rejected` and sends them again.
     """
     from casework.dead import redrive
 

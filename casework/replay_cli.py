@@ -11,8 +11,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from casework.cli import console, err, fail, settings
+from casework.groups import command_group
 
-replay_app = typer.Typer(no_args_is_help=True, help="Rebuild read models; re-publish history.")
+replay_app = command_group("Rebuild read models; re-publish history.")
 
 
 def progress_bar() -> Progress:

@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-escalation_app = typer.Typer(no_args_is_help=True, help="SLA clocks and the escalation ladder.")
+from casework.groups import command_group
+
+escalation_app = command_group("SLA clocks and the escalation ladder.")
 
 
 def _moment(value: str | None, zone: str, option: str) -> datetime | None:

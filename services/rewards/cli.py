@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from casework.groups import command_group
+
 if TYPE_CHECKING:
     from services.rewards.application import RewardsApplication
     from services.rewards.registry import Registry
 
-rewards_app = typer.Typer(no_args_is_help=True,
-                          help="Surplus-goods rewards, shortage penalties, decisions and settlement.")
+rewards_app = command_group("Surplus-goods rewards, shortage penalties, decisions and settlement.")
 
 
 class Format(StrEnum):
