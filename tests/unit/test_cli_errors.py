@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -248,3 +249,29 @@ def test_publish_refuses_a_command_intake_does_not_take_before_connecting() -> N
 def test_publish_says_what_password_it_uses_when_none_is_given() -> None:
     result = casework("publish", "--help")
     assert "default: the user's name" in " ".join(result.stdout.replace("│", " ").split())
+
+
+def _commands(group: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
+    """Every command under a command group, with the first paragraph of its help."""
+    found = []
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            found += _commands(command, (*path, name))
+        else:
+            found.append(((*path, name), (command.help or "").split("\n\n")[0]))
+    return found
+
+
+def test_every_command_summary_reads_as_one_line_in_its_groups_help() -> None:
+    """A docstring wrapped at the source's width must not reach the help broken mid-sentence."""
+    import typer.main
+
+    from casework.cli import app
+
+    casework("--help")  # mounts the sub-command groups
+    commands = _commands(typer.main.get_command(app))
+    assert len(commands) >= 20
+    for path, summary in commands:
+        listing = casework(*path[:-1], "--help", COLUMNS="400").stdout
+        lines = [" ".join(line.replace("│", " ").split()) for line in listing.splitlines()]
+        assert any(line.endswith(" ".join(summary.split())) for line in lines), (path, summary)
