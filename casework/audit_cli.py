@@ -109,13 +109,13 @@ def audit_state(
     no_snapshots: Annotated[bool, typer.Option("--no-snapshots", help="Replay from the events only.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """The case as it was known at a moment or at a version."""
+    """The case as it was known at a moment or at a version; without either, as it is now."""
     from casework.audit import parse_time
     from casework.audit_asof import AsOfReader
     from casework.audit_render import render_state
 
-    if (at is None) == (version is None):
-        fail("give exactly one of --at TIME or --version N")
+    if at is not None and version is not None:
+        fail("give --at TIME or --version N, not both")
     try:
         moment = parse_time(at) if at else None
     except ValueError as error:
@@ -124,7 +124,7 @@ def audit_state(
     stream = _stream(case_id)
     reader = AsOfReader(url, key, use_snapshots=not no_snapshots)
     try:
-        result = reader.at_time(stream, moment) if moment else reader.at_version(stream, version or 0)
+        result = reader.at_time(stream, moment) if moment else reader.at_version(stream, version or LATEST)
     except Exception as error:  # a damaged stream cannot be replayed
         fail(f"cannot replay {case_id}: {type(error).__name__}: {error}; run `casework audit verify "
              f"{case_id}`", code=1)
@@ -136,6 +136,9 @@ def audit_state(
         fail(f"case {case_id} has {result.version} versions, not {version}", code=1)
     state = result.as_json(moment)
     _print_json(state) if as_json else render_state(console, state)
+
+
+LATEST = 2**62  # a version past any stream's last: `audit state` without --at or --version
 
 
 def _finish(result: Any, as_json: bool) -> NoReturn:

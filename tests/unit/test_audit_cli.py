@@ -106,11 +106,18 @@ def test_state_by_version(sqlite_url: str, case: UUID) -> None:
     assert "awaiting" in text and "true" in text
 
 
+def test_state_without_a_moment_or_version_is_the_case_now(sqlite_url: str, case: UUID) -> None:
+    code, out = run_audit(sqlite_url, "state", str(case), "--json")
+    assert (code, out["as_of"], out["version"], out["state"]["status"]) == (0, None, 8, "closed")
+    code, text = run_audit(sqlite_url, "state", str(case))
+    assert code == 0 and "at version 8" in text
+
+
 @pytest.mark.parametrize(("args", "code", "says"), [
     (["--at", "2026-11-02T00:59:59Z"], 1, "not yet known"),
     (["--version", "9"], 1, "has 8 versions"),
     (["--at", "2026-11-02T10:00:00"], 2, "no UTC offset"),
-    (["--at", "2026-11-02T10:00:00Z", "--version", "2"], 2, "exactly one"),
+    (["--at", "2026-11-02T10:00:00Z", "--version", "2"], 2, "not both"),
 ])
 def test_state_refuses_what_it_cannot_answer(sqlite_url: str, case: UUID, args: list[str], code: int,
                                              says: str) -> None:
