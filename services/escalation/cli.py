@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
 
 from casework.groups import command_group
+
+if TYPE_CHECKING:
+    from services.escalation.domain import CaseClock, Timer
 
 escalation_app = command_group("SLA clocks and the escalation ladder.")
 
@@ -134,8 +137,72 @@ def clock_command(
     if row is None:
         fail(f"no clock for case {case_id}", code=1)
         raise typer.Exit(1)
-    document = codec.to_document(codec.loads(row.state))
+    clock = codec.loads(row.state)
     if as_json:
-        sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(json.dumps(codec.to_document(clock), ensure_ascii=False, indent=2) + "\n")
     else:
-        console.print_json(data=document)
+        render_clock(console, clock, _branch_zone(settings(), clock.branch_id))
+
+
+def _branch_zone(config: Any, branch_id: str) -> ZoneInfo:
+    """The zone of the calendar the branch works by; UTC where the policy no longer names the branch."""
+    try:
+        return ZoneInfo(config.load_policy().calendar_for_branch(branch_id).timezone)
+    except (KeyError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _at(moment: datetime | None, zone: ZoneInfo) -> str:
+    return "" if moment is None else moment.astimezone(zone).strftime("%a %d %b %H:%M")
+
+
+def _span(span: timedelta) -> str:
+    minutes = int(span.total_seconds()) // 60
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _timer(timer: Timer | None, zone: ZoneInfo) -> str:
+    """An instant while the case runs; the working time left while it waits on the customer."""
+    if timer is None:
+        return ""
+    return _at(timer.at, zone) if timer.at is not None else f"{_span(timer.left or timedelta(0))} left"
+
+
+def render_clock(console: Any, clock: CaseClock, zone: ZoneInfo) -> None:
+    """One case's clock for people: the rung reached, the waits, and each stage's deadlines."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from services.escalation.domain import LEVELS, NO_RUNG, STAGES
+
+    console.print(f"[bold]clock of {escape(clock.branch_id)}'s {escape(clock.category)} case "
+                  f"{escape(clock.case_ref)}[/bold], at version {clock.version}{', closed' if clock.closed else ''}")
+    if clock.rung == NO_RUNG:
+        climbed = "not escalated"
+    else:
+        climbed = f"escalated to {LEVELS[clock.rung]}"
+        if clock.last_escalation is not None:
+            climbed += f" on {_at(clock.last_escalation, zone)}"
+        if clock.sent > clock.reached:
+            climbed += " (sent, not yet recorded)"
+    console.print(climbed)
+    if clock.rung != NO_RUNG and clock.climb is not None and clock.climb.at is not None:
+        console.print(f"next rung due {_at(clock.climb.at, zone)}, unless the case moves")
+    elif clock.rung != NO_RUNG and clock.climb is not None and clock.climb.left is not None:
+        console.print(f"next rung due after {_span(clock.climb.left)} more working time")
+    waiting = (f"waiting on the customer since {_at(clock.paused_since, zone)}" if clock.paused_since
+               else "not waiting on the customer")
+    console.print(f"{waiting}; {clock.pauses} wait(s) so far, {_span(clock.paused_total)} in all")
+    table = Table(box=None, pad_edge=False, caption=f"times in {zone.key}, the branch's calendar",
+                  caption_justify="left")
+    for column in ("stage", "cycle", "state", "started", "warns", "due"):
+        table.add_column(column)
+    for name in sorted(clock.stages, key=lambda n: STAGES.index(n) if n in STAGES else len(STAGES)):
+        stage = clock.stages[name]
+        # A lapsed stage's due column is when it lapsed; a running one that warned says so.
+        lapsed = stage.phase == "lapsed"
+        warned = stage.warned and stage.phase == "running"
+        state = "[red]lapsed[/red]" if lapsed else "warned" if warned else stage.phase
+        due = _at(stage.lapsed_at, zone) if lapsed and stage.lapsed_at else _timer(stage.due, zone)
+        table.add_row(name, str(stage.cycle), state, _at(stage.started_at, zone), _timer(stage.warn, zone), due)
+    console.print(table)

@@ -67,3 +67,55 @@ def test_rebuild_checks_restores_and_shows_the_clocks(recorded_sqlite: tuple[str
     clock = json.loads(shown.stdout)
     assert clock["version"] == 2 and clock["stages"]["verify"]["phase"] == "done"
     assert (store.parent / "casework-escalation.sqlite3").exists()
+
+
+def test_clock_for_people_names_the_rung_the_waits_and_each_stage_in_the_branch_zone(
+        recorded_sqlite: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    url, _ = recorded_sqlite
+    monkeypatch.setenv("CASEWORK_DATABASE_URL", url)
+    [case_id] = json.loads(invoke("rebuild", "--check", "--json").stdout)["differing"]
+    assert invoke("rebuild").exit_code == 0
+    shown = invoke("clock", case_id)
+    assert shown.exit_code == 0, shown.output
+    lines = [" ".join(line.split()) for line in shown.stdout.splitlines()]
+    assert lines[0] == "clock of GZ01's shortage case N, at version 2"
+    assert lines[1:3] == ["not escalated", "not waiting on the customer; 0 wait(s) so far, 0h00m in all"]
+    stages = json.loads(invoke("clock", case_id, "--json").stdout)["stages"]
+    shown_as = {name: "warned" if stage["warned"] and stage["phase"] == "running" else stage["phase"]
+                for name, stage in stages.items()}
+    assert [line.split()[:3] for line in lines[4:7]] == [[name, "1", shown_as[name]]
+                                                        for name in ("verify", "remediate", "close")]
+    assert shown_as["verify"] == "done"
+    assert lines[-1] == "times in Asia/Shanghai, the branch's calendar"
+
+
+def test_clock_for_people_shows_a_climb_a_wait_and_a_lapse() -> None:
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from rich.console import Console
+
+    from services.escalation.cli import render_clock
+    from services.escalation.domain import CaseClock, StageClock, Timer
+
+    utc = UTC
+    clock = CaseClock(case_id="c", branch_id="SZ02", category="shortage", case_ref="SZ-1", version=5,
+                      reached=1, sent=1, last_escalation=datetime(2026, 11, 3, 2, 0, tzinfo=utc),
+                      climb=Timer(left=timedelta(hours=3, minutes=20)),
+                      paused_since=datetime(2026, 11, 3, 4, 0, tzinfo=utc), paused_total=timedelta(hours=2), pauses=2)
+    clock.stages["verify"] = StageClock(cycle=1, phase="lapsed", lapsed_at=datetime(2026, 11, 3, 1, 30, tzinfo=utc),
+                                        started_at=datetime(2026, 11, 2, 1, 0, tzinfo=utc), warned=True,
+                                        due=Timer(at=datetime(2026, 11, 3, 1, 30, tzinfo=utc)),
+                                        warn=Timer(at=datetime(2026, 11, 3, 1, 0, tzinfo=utc)))
+    clock.stages["remediate"] = StageClock(cycle=1, phase="running", warned=True,
+                                           started_at=datetime(2026, 11, 3, 1, 30, tzinfo=utc),
+                                           due=Timer(left=timedelta(minutes=5)), warn=Timer(left=timedelta(0)))
+    console = Console(record=True, width=80)
+    render_clock(console, clock, ZoneInfo("Asia/Shanghai"))
+    text = console.export_text()
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    assert lines[1:4] == ["escalated to regional on Tue 03 Nov 10:00", "next rung due after 3h20m more working time",
+                          "waiting on the customer since Tue 03 Nov 12:00; 2 wait(s) so far, 2h00m in all"]
+    assert lines[5:7] == ["verify 1 lapsed Mon 02 Nov 09:00 Tue 03 Nov 09:00 Tue 03 Nov 09:30",
+                          "remediate 1 warned Tue 03 Nov 09:30 0h00m left 0h05m left"]
+    assert max(len(line) for line in text.splitlines()) <= 80
