@@ -7,7 +7,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 SKIP = ("principal", "user_id", "command_id")
 CLIP = 80
@@ -61,9 +63,12 @@ def render_timeline(console: Console, story: dict[str, Any]) -> None:
         lines = [(k, _change(a, b)) for k, (a, b) in row["changes"].items() if k not in SKIP]
         if row["event"] == "complaint.escalated":
             lines.append(("reason", _clipped(row["fields"].get("reason"))))
-        width = max((len(k) for k, _ in lines), default=0)
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column()
+        grid.add_column(overflow="fold")
         for key, text in lines:
-            console.print(f"   {key:<{width}}  {escape(text)}")
+            grid.add_row(key, Text(text))  # a long value wraps in its own column
+        console.print(Padding(grid, (0, 0, 0, 3), expand=False))
     if story["pauses"] or story["escalations"]:
         console.print()
     for pause in story["pauses"]:

@@ -6,14 +6,19 @@ import asyncio
 import json
 import sys
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.padding import Padding
+from rich.text import Text
 
 from casework.cli import console, err, fail, settings
 from casework.groups import command_group
+
+if TYPE_CHECKING:
+    from casework.dead import DeadLetter
 
 dead_app = command_group("What waits in casework.dead; send set-aside events back.")
 
@@ -34,19 +39,29 @@ def dead_list(
             {**asdict(letter), "redrivable": letter.why_it_stays is None, "why_not": letter.why_it_stays}
             for letter in letters]}, ensure_ascii=False, indent=2) + "\n")
         return
+    render_letters(console, total, letters)
+
+
+def render_letters(out: Console, total: int, letters: list[DeadLetter]) -> None:
+    """Each letter as a heading (its whole message id, key, when and by whom) over its reason.
+
+    A block a letter, not a table: the message id is what `dead redrive` takes, and a table
+    in 80 columns cut it short.
+    """
     if total == 0:
-        console.print("casework.dead is empty")
+        out.print("casework.dead is empty")
         return
-    table = Table(title=f"casework.dead: {total} message{'s' if total != 1 else ''}"
-                        + (f", the first {len(letters)} shown" if len(letters) < total else ""))
-    for column in ("set aside at", "message id", "routing key", "set aside by", "code", "why", "redrive"):
-        table.add_column(column)
+    shown = f", the first {len(letters)} shown" if len(letters) < total else ""
+    out.print(f"[bold]casework.dead: {total} message{'s' if total != 1 else ''}{shown}[/bold]")
     for letter in letters:
         by = f"{letter.set_aside_by} (from {letter.sender})" if letter.sender else letter.set_aside_by
-        when = letter.at.replace("T", " ").removesuffix("+00:00")
-        table.add_row(when, escape(letter.message_id), escape(letter.routing_key), escape(by), letter.code,
-                      escape(letter.reason), "yes" if letter.why_it_stays is None else escape(letter.why_it_stays))
-    console.print(table)
+        when = letter.at.replace("T", " ").removesuffix("+00:00") or "at a time not recorded"
+        out.print(f"\n[bold]{escape(letter.message_id)}[/bold] · {escape(letter.routing_key)}")
+        stays = letter.why_it_stays
+        for line in (f"[dim]set aside {escape(when)} by {escape(by)}[/dim]",
+                     f"{escape(letter.code)}: {escape(letter.reason)}",
+                     "can be sent back (casework dead redrive)" if stays is None else f"stays: {escape(stays)}"):
+            out.print(Padding(Text.from_markup(line), (0, 0, 0, 3), expand=False))
 
 
 @dead_app.command("redrive")

@@ -49,7 +49,7 @@ def test_timeline_json_shows_the_amount_claimed_and_the_amount_agreed(sqlite_url
 def test_timeline_for_people(sqlite_url: str, case: UUID) -> None:
     code, text = run_audit(sqlite_url, "timeline", str(case), COLUMNS="80")
     assert code == 0
-    lines = text.splitlines()
+    lines = [line.rstrip() for line in text.splitlines()]
     assert lines[0] == f"complaint {case}: 8 events, chain ok"
     # Each event: version, name, when it happened and when it was recorded, then who.
     at = lines.index("v1 complaint.received · 2026-11-01 22:00:00, recorded 2026-11-02 01:00:00")

@@ -72,3 +72,28 @@ def test_when_it_was_set_aside_comes_from_casework_or_from_the_broker() -> None:
     brokers = DeadLetter.of(Delivered("complaint.received.GZ01", {"x-death": [  # type: ignore[arg-type]
         {"queue": "casework.escalation", "reason": "delivery_limit", "time": death_at}]}))
     assert ours.at == brokers.at == "2026-11-28T08:55:46+00:00"
+
+
+def test_dead_list_for_people_shows_each_whole_message_id_and_what_can_be_sent_back() -> None:
+    from rich.console import Console
+
+    from casework.dead_cli import render_letters
+
+    event = DeadLetter("8c1f6a0e-52f2-5d7e-9c55-2f1f0a6d2b11:3", "complaint.verified.GZ01", "escalation",
+                       "internal_error", "KeyError: 'a bug'", 700, at="2026-11-28T10:47:05+00:00")
+    command = DeadLetter("a862907a-c693-4ec4-9508-e8988cfeef91", "complaint.receive", "intake", "schema_invalid",
+                         "case_ref: Field required; " * 6, 40, sender="branch-GZ01", at="2026-11-28T10:47:11+00:00")
+    console = Console(record=True, width=80)
+    render_letters(console, 3, [event, command])
+    lines = [line.rstrip() for line in console.export_text().splitlines()]
+    assert lines[0] == "casework.dead: 3 messages, the first 2 shown"
+    assert lines[2:6] == ["8c1f6a0e-52f2-5d7e-9c55-2f1f0a6d2b11:3 · complaint.verified.GZ01",
+                          "   set aside 2026-11-28 10:47:05 by escalation",
+                          "   internal_error: KeyError: 'a bug'",
+                          "   can be sent back (casework dead redrive)"]
+    assert "a862907a-c693-4ec4-9508-e8988cfeef91 · complaint.receive" in lines
+    assert "   set aside 2026-11-28 10:47:11 by intake (from branch-GZ01)" in lines
+    reason = lines.index("   set aside 2026-11-28 10:47:11 by intake (from branch-GZ01)") + 1
+    assert all(line.startswith("   ") for line in lines[reason:]), "a long reason wraps under itself"
+    assert lines[-1] == "   stays: a command: its sender was answered rejected and sends it again"
+    assert max(len(line) for line in lines) <= 80
