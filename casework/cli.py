@@ -185,7 +185,9 @@ def publish(
     except TimeoutError:
         fail(f"no outcome within {timeout:.0f}s: is `casework run` running?", code=3)
     except Exception as error:
-        fail(f"{type(error).__name__}: {error}", code=3)
+        from casework.failures import explain
+
+        fail(*(explain(error) or (f"{type(error).__name__}: {error}", 3)))
     raise typer.Exit(code)
 
 

@@ -6,7 +6,7 @@ PostgreSQL) that does not answer; 1 stays each command's own "no" (not intact, n
 
 from __future__ import annotations
 
-from aio_pika.exceptions import AMQPConnectionError
+from aio_pika.exceptions import AMQPConnectionError, ProbableAuthenticationError
 
 from casework.replay import QueueNotFound
 from casework.settings import ConfigurationError
@@ -27,6 +27,9 @@ def explain(error: Exception) -> tuple[str, int] | None:
         return str(error), USAGE
     if isinstance(error, StoreUnreachable):
         return f"cannot reach {error}", UNREACHABLE
+    if isinstance(error, ProbableAuthenticationError):
+        return ("RabbitMQ refused the login: no such user, or a wrong password (the user and password in "
+                "CASEWORK_AMQP_URL; for publish and subscribe, --user and --password or CASEWORK_PASSWORD)"), USAGE
     if isinstance(error, AMQPConnectionError):
         return (f"cannot reach RabbitMQ: {error} (CASEWORK_AMQP_URL, or the service's own "
                 "CASEWORK_<SERVICE>_AMQP_URL)"), UNREACHABLE

@@ -1,5 +1,6 @@
 """`casework subscribe escalations` as an HQ department runs it: each notice on one line, with
-who holds the case, from a durable queue that kept what came while it was not running."""
+who holds the case, from a durable queue that kept what came while it was not running. And a
+login RabbitMQ refuses, as every command that connects names it."""
 
 from __future__ import annotations
 
@@ -57,3 +58,28 @@ def test_each_notice_names_who_holds_the_case(amqp_url: str) -> None:
             return (await channel.queue_declare(queue, passive=True)).message_count or 0
 
     assert asyncio.run(left()) == 0, "the notices it printed were not acked"
+
+
+@pytest.mark.parametrize("command", [
+    ("publish", "complaint.receive", "--json", "{}", "--user", "branch-nobody"),
+    ("publish", "complaint.receive", "--json", "{}", "--user", "guest", "--password", "wrong"),
+    ("subscribe", "escalations", "hq.warehousing", "--user", "guest", "--password", "wrong", "--limit", "1"),
+    ("dead", "list"),
+    ("run", "--only", "intake"),
+], ids=lambda command: " ".join(command[:2]) + (" " + command[-1] if "--password" in command else ""))
+def test_a_login_rabbitmq_refuses_is_named_as_such(amqp_url: str, command: tuple[str, ...]) -> None:
+    """Not a traceback, nor 'cannot reach': the broker answered, and said no to the user or password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from casework.cli import app, mount
+
+    if not any(group.name == "dead" for group in app.registered_groups):
+        mount()
+    parts = urlsplit(amqp_url)
+    wrong = urlunsplit(parts._replace(netloc=f"guest:wrong@{parts.hostname}:{parts.port or 5672}"))
+    url = wrong if command[0] in ("dead", "run") else amqp_url
+    result = CliRunner().invoke(app, list(command), env={"CASEWORK_AMQP_URL": url, "CASEWORK_DATABASE_URL": "memory:",
+                                                         "COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    said = result.stderr
+    assert said.startswith("error: RabbitMQ refused the login: no such user, or a wrong password"), said
