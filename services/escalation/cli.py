@@ -74,8 +74,12 @@ def simulate_command(
 def render(report: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
-    window = f"{report['from'] or 'the beginning'} to {report['to']}"
-    table = Table(title=f"policy {report['policy']}: {report['cases']} cases received {window}")
+    def moment(value: str) -> str:
+        return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M %Z")
+
+    since = f"from {moment(report['from'])} " if report["from"] else ""
+    cases = f"{report['cases']} case{'s' if report['cases'] != 1 else ''}"
+    table = Table(title=f"policy {report['policy']}: {cases} received {since}until {moment(report['to'])}")
     for column in ("level", "department", "branch", "happened", "would happen", "change"):
         table.add_column(column, justify="right" if column in ("happened", "would happen", "change") else "left")
     for row in report["rows"]:

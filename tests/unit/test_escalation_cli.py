@@ -119,3 +119,14 @@ def test_clock_for_people_shows_a_climb_a_wait_and_a_lapse() -> None:
     assert lines[5:7] == ["verify 1 lapsed Mon 02 Nov 09:00 Tue 03 Nov 09:00 Tue 03 Nov 09:30",
                           "remediate 1 warned Tue 03 Nov 09:30 0h00m left 0h05m left"]
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_simulate_for_people_says_how_many_cases_and_over_what_time(
+        tmp_path: Path, recorded_sqlite: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    url, _ = recorded_sqlite
+    monkeypatch.setenv("CASEWORK_DATABASE_URL", url)
+    result = invoke("simulate", "--policy", str(default_policy_path()), "--from", "2025-06-01",
+                    "--to", "2025-06-03T12:00:00+08:00")
+    assert result.exit_code == 0, result.output
+    title = " ".join(result.stdout.split("┏")[0].split())  # the table's title, however it wrapped
+    assert title.endswith(": 1 case received from 2025-06-01 00:00 UTC+08:00 until 2025-06-03 12:00 UTC+08:00"), title
