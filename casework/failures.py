@@ -29,7 +29,8 @@ def explain(error: Exception) -> tuple[str, int] | None:
         return f"cannot reach {error}", UNREACHABLE
     if isinstance(error, ProbableAuthenticationError):
         return ("RabbitMQ refused the login: no such user, or a wrong password (the user and password in "
-                "CASEWORK_AMQP_URL; for publish and subscribe, --user and --password or CASEWORK_PASSWORD)"), USAGE
+                "CASEWORK_AMQP_URL or the service's own CASEWORK_<SERVICE>_AMQP_URL; for publish and subscribe, "
+                "--user and --password or CASEWORK_PASSWORD)"), USAGE
     if isinstance(error, AMQPConnectionError):
         return (f"cannot reach RabbitMQ: {error} (CASEWORK_AMQP_URL, or the service's own "
                 "CASEWORK_<SERVICE>_AMQP_URL)"), UNREACHABLE
