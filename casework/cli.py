@@ -113,7 +113,15 @@ def topology() -> None:
             await declare(broker)
 
     asyncio.run(go())
-    console.print("topology declared")
+    from urllib.parse import unquote, urlsplit
+
+    from shared.topology import BINDINGS, EXCHANGES
+
+    where = urlsplit(settings().amqp_url)
+    queues = dict.fromkeys(queue.name for part in BINDINGS.values() for queue, _, _ in part)
+    console.print(f"declared on {where.hostname}:{where.port or 5672}, vhost {unquote(where.path[1:]) or '/'}:\n"
+                  f"  exchanges {', '.join(exchange.name for exchange in EXCHANGES['intake'])}\n"
+                  f"  queues {', '.join(queues)}, with their bindings")
 
 
 def url_as(url: str, user: str | None, password: str | None) -> str:

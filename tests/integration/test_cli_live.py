@@ -1,6 +1,7 @@
-"""`casework subscribe escalations` as an HQ department runs it: each notice on one line, with
-who holds the case, from a durable queue that kept what came while it was not running. And a
-login RabbitMQ refuses, as every command that connects names it."""
+"""The command line against a real RabbitMQ: `casework subscribe escalations` as an HQ
+department runs it (each notice on one line, with who holds the case, from a durable queue that
+kept what came while it was not running), `casework topology`, and a login RabbitMQ refuses, as
+every command that connects names it."""
 
 from __future__ import annotations
 
@@ -83,3 +84,24 @@ def test_a_login_rabbitmq_refuses_is_named_as_such(amqp_url: str, command: tuple
     assert result.exit_code == 2, result.output
     said = result.stderr
     assert said.startswith("error: RabbitMQ refused the login: no such user, or a wrong password"), said
+
+
+def test_topology_declares_the_contract_and_says_where(amqp_url: str) -> None:
+    from urllib.parse import unquote, urlsplit
+
+    from casework.cli import app
+
+    result = CliRunner().invoke(app, ["topology"], env={"CASEWORK_AMQP_URL": amqp_url, "COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    where = urlsplit(amqp_url)
+    vhost = unquote(where.path[1:])
+    assert result.stdout.startswith(f"declared on {where.hostname}:{where.port or 5672}, vhost {vhost}:")
+    assert "casework.intake, casework.dead, casework.escalation, casework.rewards" in result.stdout
+
+    async def queues() -> list[str]:
+        async with Client(amqp_url) as client:
+            assert client.channel is not None
+            return [(await client.channel.declare_queue(name, passive=True)).name
+                    for name in ("casework.intake", "casework.dead", "casework.escalation", "casework.rewards")]
+
+    assert len(asyncio.run(queues())) == 4  # a passive declare of a queue that is not there raises
