@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -16,6 +17,8 @@ CLIP = 80
 
 
 def _short(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 

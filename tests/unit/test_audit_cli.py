@@ -111,6 +111,7 @@ def test_state_without_a_moment_or_version_is_the_case_now(sqlite_url: str, case
     assert (code, out["as_of"], out["version"], out["state"]["status"]) == (0, None, 8, "closed")
     code, text = run_audit(sqlite_url, "state", str(case))
     assert code == 0 and "at version 8" in text
+    assert '"2026-' not in text, "times are shown as times, not as quoted JSON"
 
 
 @pytest.mark.parametrize(("args", "code", "says"), [
