@@ -28,11 +28,14 @@ def _clipped(value: Any) -> str:
     return text if len(text) <= CLIP else text[:CLIP] + "…"
 
 
-def _duration(seconds: int | None) -> str:
-    if seconds is None:
-        return "ongoing"
-    hours, rest = divmod(seconds, 3600)
+def hours_minutes(seconds: float) -> str:
+    """A span as `2h05m`, for people; minutes rounded down."""
+    hours, rest = divmod(int(seconds), 3600)
     return f"{hours}h{rest // 60:02d}m"
+
+
+def _duration(seconds: int | None) -> str:
+    return "ongoing" if seconds is None else hours_minutes(seconds)
 
 
 def _when(row: dict[str, Any]) -> str:

@@ -103,25 +103,23 @@ def run(
 @app.command()
 def topology() -> None:
     """Declare the exchanges, queues and bindings of the contract (idempotent)."""
+    from urllib.parse import unquote, urlsplit
+
     from shared.broker import make_broker
     from shared.topology import declare
 
-    async def go() -> None:
-        broker = make_broker(settings().amqp_url)
+    url = settings().amqp_url
+
+    async def go() -> tuple[list[str], list[str]]:
+        broker = make_broker(url)
         async with broker:
             await broker.connect()
-            await declare(broker)
+            return await declare(broker)
 
-    asyncio.run(go())
-    from urllib.parse import unquote, urlsplit
-
-    from shared.topology import BINDINGS, EXCHANGES
-
-    where = urlsplit(settings().amqp_url)
-    queues = dict.fromkeys(queue.name for part in BINDINGS.values() for queue, _, _ in part)
+    exchanges, queues = asyncio.run(go())
+    where = urlsplit(url)
     console.print(f"declared on {where.hostname}:{where.port or 5672}, vhost {unquote(where.path[1:]) or '/'}:\n"
-                  f"  exchanges {', '.join(exchange.name for exchange in EXCHANGES['intake'])}\n"
-                  f"  queues {', '.join(queues)}, with their bindings")
+                  f"  exchanges {', '.join(exchanges)}\n  queues {', '.join(queues)}, with their bindings")
 
 
 def url_as(url: str, user: str | None, password: str | None) -> str:

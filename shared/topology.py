@@ -79,20 +79,26 @@ def reaches_services(exchange: str, key: str) -> bool:
     return any(bound(service, exchange, key) for service in BINDINGS if service != "intake")
 
 
-async def declare(broker: RabbitBroker, service: str | None = None) -> None:
-    """Declare the contract's exchanges, queues and bindings; safe to repeat.
+async def declare(broker: RabbitBroker, service: str | None = None) -> tuple[list[str], list[str]]:
+    """Declare the contract's exchanges, queues and bindings; safe to repeat. Returns the names
+    of the exchanges and of the queues declared.
 
     With a service named, only the exchanges it uses and its own queue and bindings: in
     production each service's RabbitMQ user may configure nothing else
     (deploy/rabbitmq/definitions.json), and any service may start first.
     """
+    exchanges: list[str] = []
+    queues: dict[str, None] = {}
     for exchange in EXCHANGES["intake" if service is None else service]:
         await broker.declare_exchange(exchange)
+        exchanges.append(exchange.name)
     for part in BINDINGS if service is None else (service,):
         for queue, exchange, keys in BINDINGS[part]:
             declared = await broker.declare_queue(queue)
+            queues[queue.name] = None
             for key in keys:
                 await declared.bind(exchange.name, routing_key=key)
+    return exchanges, list(queues)
 
 
 async def declare_consumed_queue(channel: aio_pika.abc.AbstractRobustChannel, queue: RabbitQueue,

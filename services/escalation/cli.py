@@ -161,8 +161,9 @@ def _at(moment: datetime | None, zone: ZoneInfo) -> str:
 
 
 def _span(span: timedelta) -> str:
-    minutes = int(span.total_seconds()) // 60
-    return f"{minutes // 60}h{minutes % 60:02d}m"
+    from casework.audit_render import hours_minutes
+
+    return hours_minutes(span.total_seconds())
 
 
 def _timer(timer: Timer | None, zone: ZoneInfo) -> str:
